@@ -1,0 +1,102 @@
+#!/usr/bin/env python3
+"""Set up and run the project: ``python3 dev.py run`` or ``python3 dev.py test``.
+
+Both create ``.venv`` (if needed) and install smithers-core plus every plugin distribution in
+editable mode, then run the main job or the quality gates and the whole test suite.
+Only Python 3.11+ with pip is assumed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PY = BIN / "python"
+STAMP = VENV / ".dev-stamp"
+
+
+def plugin_dirs() -> list[Path]:
+    """Every plugin distribution: the named top-level folders and each folder under plugins/."""
+    named = [ROOT / n for n in ("smithers_auth_token", "smithers_auth_jwt", "smithers_ui")]
+    more = sorted(p for p in (ROOT / "plugins").glob("*") if p.is_dir())
+    return [p for p in named + more if (p / "pyproject.toml").is_file()]
+
+
+def run(*cmd: str | Path, check: bool = True) -> int:
+    print("+", " ".join(str(c) for c in cmd), flush=True)
+    code = subprocess.call([str(c) for c in cmd], cwd=ROOT)
+    if check and code != 0:
+        sys.exit(code)
+    return code
+
+
+def setup() -> None:
+    """Create .venv and install everything editable; skipped when nothing changed."""
+    if sys.version_info < (3, 11):  # noqa: UP036 - dev.py may be started by an older python3
+        sys.exit("Python 3.11 or newer is required")
+    projects = [ROOT, *plugin_dirs()]
+    digest = hashlib.sha256()
+    for project in projects:
+        digest.update(str(project.relative_to(ROOT)).encode())
+        digest.update((project / "pyproject.toml").read_bytes())
+    wanted = digest.hexdigest()
+    if PY.exists() and STAMP.exists() and STAMP.read_text() == wanted:
+        return
+    if not PY.exists():
+        print(f"creating {VENV.name}", flush=True)
+        venv.EnvBuilder(with_pip=True, clear=False).create(VENV)
+    run(PY, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
+    args: list[str | Path] = [PY, "-m", "pip", "install", "--quiet", "-e", ".[dev]"]
+    for project in projects[1:]:
+        args += ["-e", str(project.relative_to(ROOT))]
+    run(*args)
+    STAMP.write_text(wanted)
+
+
+def test(extra: list[str]) -> int:
+    setup()
+    src = ["smithers_core", "tests", "dev.py"] + [str(p.relative_to(ROOT)) for p in plugin_dirs()]
+    for p in ("bench", "examples"):
+        if (ROOT / p).is_dir():
+            src.append(p)
+    run(BIN / "ruff", "check", *src)
+    run(BIN / "ruff", "format", "--check", *src)
+    mypy_targets = ["smithers_core"] + [
+        str(p.relative_to(ROOT) / "src") for p in plugin_dirs() if (p / "src").is_dir()
+    ]
+    run(BIN / "mypy", *mypy_targets)
+    # Exit code 5 ("no tests collected") is a failure too: the suite is never meant to be empty.
+    return run(PY, "-m", "pytest", "-q", *extra, check=False)
+
+
+def main_job(extra: list[str]) -> int:
+    """The main job, as far as it exists: list the installed plugins."""
+    setup()
+    return run(BIN / "smithers", "plugins", "list", *extra, check=False)
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(__doc__)
+        return 0 if argv else 2
+    command, extra = argv[0], argv[1:]
+    if command == "setup":
+        setup()
+        return 0
+    if command == "test":
+        return test(extra)
+    if command == "run":
+        return main_job(extra)
+    print(f"unknown command {command!r}; use run, test or setup", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

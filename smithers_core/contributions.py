@@ -1,0 +1,106 @@
+"""The objects plugins hand to core through hooks (routes, schedulers, UI mounts, observers).
+
+pluggy is synchronous: hooks return these plain objects and core awaits their async methods.
+No hook ever returns a coroutine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol, runtime_checkable
+
+ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class HostInfo:
+    """What a contribution hook learns about the host asking for contributions.
+
+    ``kind`` is ``"gateway"``, ``"server"``, ``"serve"`` or ``"cli"`` (listing only);
+    ``services`` holds the host's shared objects (for example ``run_service``, ``event_hub``),
+    empty while merely listing plugins.
+    """
+
+    kind: str
+    config: Mapping[str, Any] = field(default_factory=dict)
+    services: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RouteSpec:
+    """One HTTP or WebSocket route a transport contributes.
+
+    ``auth="required"`` (the default) routes are wrapped by core with the Host/Origin gates,
+    authentication and the ``scope`` check, so a plugin cannot expose an unauthenticated route
+    by accident. ``auth="public"`` routes are listed by ``smithers plugins list``.
+    """
+
+    path: str
+    endpoint: Callable[..., Any]
+    methods: tuple[str, ...] = ("GET",)
+    auth: Literal["required", "public"] = "required"
+    scope: str | None = None
+    websocket: bool = False
+    name: str | None = None
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """A bundle of routes with a lifecycle, mounted on a host app."""
+
+    name: str
+    routes: list[RouteSpec]
+
+    async def startup(self) -> None: ...
+
+    async def shutdown(self) -> None: ...
+
+
+@runtime_checkable
+class Scheduler(Protocol):
+    """A background scheduler started by ``listen()`` and stopped by ``close()``.
+
+    ``options`` names the registration options it implements (``"schedule"``, ``"webhook"``);
+    a workflow registered with such an option needs at least one scheduler that names it.
+    """
+
+    name: str
+    options: frozenset[str]
+
+    async def start(self, host: HostInfo) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class UiMount:
+    """A UI served under ``path`` (an ASGI app and/or a folder of static assets)."""
+
+    path: str
+    title: str
+    app: ASGIApp | None = None
+    assets: Path | None = None
+    option: str = "ui"
+
+
+@runtime_checkable
+class EventObserver(Protocol):
+    """Sees every persisted run event, in the committing process, after commit, in seq order.
+
+    Must not block; an exception is logged and counted, never propagated.
+    """
+
+    def on_event(self, run_id: str, seq: int, event: Mapping[str, Any], encoded: bytes) -> None: ...
+
+
+__all__ = [
+    "ASGIApp",
+    "EventObserver",
+    "HostInfo",
+    "RouteSpec",
+    "Scheduler",
+    "Transport",
+    "UiMount",
+]

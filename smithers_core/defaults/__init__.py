@@ -1,0 +1,1 @@
+"""Core's own default behaviour, registered as ordinary plugins (names ``core.*``)."""

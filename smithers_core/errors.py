@@ -1,0 +1,29 @@
+"""One error type for every surface: a stable code, a message and optional details."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class SmithersError(Exception):
+    """A typed, user-facing error.
+
+    ``code`` is the upstream wire code (``UNAUTHORIZED``, ``RUN_NOT_FOUND``, ...); hosts map it
+    to their own status codes and envelopes and never build error JSON by hand.
+    """
+
+    def __init__(self, code: str, message: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details = details
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``{code, message, details?}`` object used inside every error envelope."""
+        out: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.details is not None:
+            out["details"] = self.details
+        return out
+
+    def __repr__(self) -> str:
+        return f"SmithersError({self.code!r}, {self.message!r}, {self.details!r})"
