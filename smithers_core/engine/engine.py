@@ -1,0 +1,554 @@
+"""The engine of one host process: starts, resumes, cancels and supervises runs (D6).
+
+One :class:`Engine` per host process. It owns the process's runtime owner id
+(``pid:<pid>:<uuid>@<hostname>``), a task group in which run drivers execute, and the
+supervisor: a timer wheel resuming parked runs whose timer or wait timeout is due, a sweep that
+claims ``running`` runs whose owner is gone, one owner heartbeat per interval, and a poll that
+notices cancel requests, approval decisions and signals written by other processes.
+Use it as an async context manager; leaving it suspends (never cancels) active runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from typing import Any
+
+import anyio
+import anyio.abc
+from pydantic import BaseModel
+
+from smithers_core import jsonutil
+from smithers_core.clock import now_ms
+from smithers_core.engine.driver import RunDriver
+from smithers_core.engine.options import EngineOptions
+from smithers_core.engine.transitions import (
+    TERMINAL_RUN,
+    WAITING_RUN,
+    cancel_waiting_nodes,
+    finish_run,
+    get_run_row,
+    node_event,
+    set_node,
+)
+from smithers_core.errors import SmithersError
+from smithers_core.store.sqlite import SqliteStore, Tx
+from smithers_core.workflow.definition import Workflow
+from smithers_core.workflow.models import RunAuth
+
+log = logging.getLogger("smithers.engine")
+
+HOSTNAME = socket.gethostname()
+WorkflowResolver = Callable[[dict[str, Any]], Workflow | None]
+MAX_RUN_ID = 256
+
+
+def make_owner_id() -> str:
+    return f"pid:{os.getpid()}:{uuid.uuid4()}@{HOSTNAME}"
+
+
+def owner_is_dead_here(owner: str | None) -> bool:
+    """True when ``owner`` names a process on this host that no longer exists."""
+    if not owner or not owner.startswith("pid:"):
+        return False
+    body, _, host = owner.partition("@")
+    if host and host != HOSTNAME:
+        return False
+    try:
+        pid = int(body.split(":")[1])
+    except (IndexError, ValueError):
+        return False
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
+
+
+class Engine:
+    """Executes and supervises runs in this process."""
+
+    def __init__(
+        self,
+        store: SqliteStore,
+        *,
+        options: EngineOptions | None = None,
+        resolver: WorkflowResolver | None = None,
+        root_dir: str | None = None,
+        allow_network: bool = False,
+        supervise: bool = True,
+    ) -> None:
+        self.store = store
+        self.options = options or EngineOptions.from_env()
+        self.resolver = resolver
+        self.root_dir = root_dir
+        self.allow_network = allow_network
+        self.supervise = supervise
+        self.owner_id = make_owner_id()
+        self.active: dict[str, RunDriver] = {}
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._stack: AsyncExitStack | None = None
+        self._closing = False
+        self._inbox: dict[str, int] = {}
+        self._resuming: set[str] = set()
+        self.on_run_settled: list[Callable[[str, str | None], None]] = []
+
+    # -- lifecycle --------------------------------------------------------------------------
+    async def __aenter__(self) -> Engine:
+        self._stack = AsyncExitStack()
+        self._tg = await self._stack.enter_async_context(anyio.create_task_group())
+        self._tg.start_soon(self._heartbeat_loop)
+        self._tg.start_soon(self._poll_loop)
+        if self.supervise:
+            self._tg.start_soon(self._timer_loop)
+            self._tg.start_soon(self._sweep_loop)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Suspend active runs (D6: shutdown never cancels) and stop the supervisor."""
+        if self._closing:
+            return
+        self._closing = True
+        drivers = list(self.active.values())
+        for driver in drivers:
+            driver.request_shutdown()
+        with anyio.move_on_after(self.options.cancel_grace_ms / 1000 + 5):
+            for driver in drivers:
+                await driver.done.wait()
+        if self._tg is not None:
+            self._tg.cancel_scope.cancel()
+        if self._stack is not None:
+            stack, self._stack = self._stack, None
+            await stack.aclose()
+
+    def _driver_done(self, driver: RunDriver) -> None:
+        if self.active.get(driver.run_id) is driver:
+            del self.active[driver.run_id]
+        self._inbox.pop(driver.run_id, None)
+        for callback in list(self.on_run_settled):
+            try:
+                callback(driver.run_id, driver.final_status)
+            except Exception:
+                log.exception("on_run_settled callback failed")
+
+    def _spawn(self, driver: RunDriver) -> None:
+        if self._tg is None or self._closing:
+            raise SmithersError("ENGINE_CLOSED", "The engine is not running")
+        self.active[driver.run_id] = driver
+        self._tg.start_soon(driver.run)
+
+    # -- launching --------------------------------------------------------------------------
+    async def launch(
+        self,
+        workflow: Workflow,
+        input: Any = None,
+        *,
+        run_id: str | None = None,
+        auth: RunAuth | None = None,
+        config: dict[str, Any] | None = None,
+        workflow_path: str | None = None,
+        parent_run_id: str | None = None,
+        allow_network: bool | None = None,
+    ) -> str:
+        """Validate the input, insert the run (``RunStarted``) and start executing it."""
+        if self._tg is None or self._closing:
+            raise SmithersError("ENGINE_CLOSED", "The engine is not running")
+        value = workflow.validate_input(input)
+        run_id = run_id or str(uuid.uuid4())
+        if not isinstance(run_id, str) or not run_id.strip() or len(run_id) > MAX_RUN_ID:
+            raise SmithersError("INVALID_INPUT", "runId must be a non-empty string of <= 256 chars")
+        cfg = dict(config or {})
+        if auth is not None:
+            cfg["auth"] = auth.model_dump(mode="json", by_alias=True)
+        network = self.allow_network if allow_network is None else allow_network
+        cfg["allowNetwork"] = network
+        payload = value.model_dump(mode="json", by_alias=True)
+        path = workflow_path or workflow.source_path
+
+        def change(tx: Tx) -> None:
+            if tx.one("SELECT 1 FROM _smithers_runs WHERE run_id = ?", (run_id,)) is not None:
+                raise SmithersError(
+                    "RUN_ALREADY_EXISTS", f"Run already exists: {run_id}", {"runId": run_id}
+                )
+            tx.execute(
+                "INSERT INTO _smithers_runs (run_id, parent_run_id, workflow_name, workflow_path,"
+                " workflow_hash, status, created_at_ms, started_at_ms, heartbeat_at_ms,"
+                " runtime_owner_id, config_json) VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?)",
+                (
+                    run_id,
+                    parent_run_id,
+                    workflow.name,
+                    path,
+                    workflow.source_hash,
+                    tx.now,
+                    tx.now,
+                    tx.now,
+                    self.owner_id,
+                    jsonutil.dumps(cfg),
+                ),
+            )
+            tx.execute(
+                "INSERT INTO _smithers_input (run_id, payload_json) VALUES (?, ?)",
+                (run_id, jsonutil.dumps(payload)),
+            )
+            tx.emit(run_id, "RunStarted")
+
+        await self.store.write(change)
+        self._spawn(RunDriver(self, run_id, workflow, value, auth, allow_network=network))
+        return run_id
+
+    # -- resuming ---------------------------------------------------------------------------
+    def _owner_alive(self, row: dict[str, Any], now: int) -> bool:
+        owner = row.get("runtime_owner_id")
+        hb = row.get("heartbeat_at_ms")
+        if not owner or hb is None:
+            return False
+        if owner == self.owner_id:
+            return row["run_id"] in self.active
+        if owner_is_dead_here(owner):
+            return False
+        return now - int(hb) <= self.options.stale_after_ms
+
+    async def resume(self, run_id: str, workflow: Workflow | None = None) -> dict[str, Any]:
+        """Resume a parked or orphaned run. Idempotent: answers ``{runId, status}``.
+
+        A terminal run executes nothing; a run another live process owns is left alone.
+        """
+        row = await self.store.aread(
+            lambda c: c.execute(
+                "SELECT * FROM _smithers_runs WHERE run_id = ?", (run_id,)
+            ).fetchone()
+        )
+        if row is None:
+            raise SmithersError("RUN_NOT_FOUND", f"Run not found: {run_id}", {"runId": run_id})
+        row = dict(row)
+        if row["status"] in TERMINAL_RUN:
+            return {"runId": run_id, "status": row["status"], "resumed": False}
+        if run_id in self.active or run_id in self._resuming:
+            return {"runId": run_id, "status": "running", "resumed": False}
+        if row["status"] == "running" and self._owner_alive(row, now_ms()):
+            return {"runId": run_id, "status": "running", "resumed": False}
+        if workflow is None:
+            workflow = self.resolver(row) if self.resolver is not None else None
+            if workflow is None:
+                raise SmithersError(
+                    "WORKFLOW_NOT_FOUND",
+                    f"This host cannot load the workflow of run {run_id}",
+                    {"runId": run_id, "workflowPath": row.get("workflow_path")},
+                )
+        self._resuming.add(run_id)
+        try:
+            return await self._claim_and_start(run_id, workflow)
+        finally:
+            self._resuming.discard(run_id)
+
+    async def _claim_and_start(self, run_id: str, workflow: Workflow) -> dict[str, Any]:
+        stale = self.options.stale_after_ms
+        owner_id = self.owner_id
+
+        def claim(tx: Tx) -> dict[str, Any]:
+            row = get_run_row(tx, run_id)
+            status = row["status"]
+            if status in TERMINAL_RUN:
+                return {"claimed": False, "status": status}
+            if status == "running":
+                owner, hb = row["runtime_owner_id"], row["heartbeat_at_ms"]
+                orphaned = (
+                    owner is None
+                    or hb is None
+                    or tx.now - int(hb) > stale
+                    or owner_is_dead_here(owner)
+                )
+                if not orphaned:
+                    return {"claimed": False, "status": status}
+            elif status not in WAITING_RUN:
+                return {"claimed": False, "status": status}
+            tx.execute(
+                "UPDATE _smithers_runs SET status = 'running', runtime_owner_id = ?,"
+                " heartbeat_at_ms = ?, wake_at_ms = NULL, finished_at_ms = NULL,"
+                " hijack_requested_at_ms = NULL, hijack_target = NULL, error_json = NULL"
+                " WHERE run_id = ?",
+                (owner_id, tx.now, run_id),
+            )
+            for a in tx.all(
+                "SELECT node_id, iteration, attempt FROM _smithers_attempts"
+                " WHERE run_id = ? AND state = 'in-progress' ORDER BY started_at_ms, node_id",
+                (run_id,),
+            ):
+                key = (a["node_id"], a["iteration"])
+                tx.execute(
+                    "UPDATE _smithers_attempts SET state = 'cancelled', finished_at_ms = ?,"
+                    " error_json = ? WHERE run_id = ? AND node_id = ? AND iteration = ?"
+                    " AND attempt = ?",
+                    (
+                        tx.now,
+                        jsonutil.dumps(
+                            {
+                                "code": "CANCELLED",
+                                "message": "Cancelled (abandoned)",
+                                "reason": "abandoned",
+                            }
+                        ),
+                        run_id,
+                        key[0],
+                        key[1],
+                        a["attempt"],
+                    ),
+                )
+                set_node(tx, run_id, key[0], key[1], "pending")
+                tx.emit(
+                    run_id,
+                    "NodeCancelled",
+                    **node_event(key, attempt=a["attempt"], reason="abandoned"),
+                )
+            previous = row["workflow_hash"]
+            if previous and workflow.source_hash and previous != workflow.source_hash:
+                tx.execute(
+                    "UPDATE _smithers_runs SET workflow_hash = ? WHERE run_id = ?",
+                    (workflow.source_hash, run_id),
+                )
+                tx.emit(
+                    run_id, "WorkflowReloaded", previousHash=previous, hash=workflow.source_hash
+                )
+            tx.emit(run_id, "RunStarted")
+            payload = tx.one("SELECT payload_json FROM _smithers_input WHERE run_id = ?", (run_id,))
+            return {
+                "claimed": True,
+                "status": "running",
+                "config": jsonutil.loads(row["config_json"]) or {},
+                "input": jsonutil.loads(payload[0]) if payload is not None else None,
+            }
+
+        if self._tg is None or self._closing:
+            raise SmithersError("ENGINE_CLOSED", "The engine is not running")
+        result = await self.store.write(claim)
+        if not result["claimed"]:
+            return {"runId": run_id, "status": result["status"], "resumed": False}
+        config = result["config"]
+        try:
+            value = workflow.validate_input(result["input"])
+        except SmithersError:
+            await self.store.write(
+                lambda tx: finish_run(
+                    tx, run_id, "failed", {"name": "SmithersError", **exc.to_dict()}
+                )
+            )
+            return {"runId": run_id, "status": "failed", "resumed": False}
+        auth = RunAuth.model_validate(config["auth"]) if config.get("auth") else None
+        network = bool(config.get("allowNetwork", self.allow_network))
+        self._spawn(RunDriver(self, run_id, workflow, value, auth, allow_network=network))
+        return {"runId": run_id, "status": "running", "resumed": True}
+
+    # -- cancel -----------------------------------------------------------------------------
+    async def cancel(self, run_id: str) -> dict[str, Any]:
+        """Cancel a run in any non-terminal status: ``cancelling`` (live) or ``cancelled``."""
+        driver = self.active.get(run_id)
+        stale = self.options.stale_after_ms
+
+        def change(tx: Tx) -> str:
+            row = get_run_row(tx, run_id)
+            status = row["status"]
+            if status in TERMINAL_RUN:
+                raise SmithersError(
+                    "RUN_NOT_ACTIVE",
+                    f"Run {run_id} is {status}",
+                    {"runId": run_id, "status": status},
+                )
+            owner, hb = row["runtime_owner_id"], row["heartbeat_at_ms"]
+            live = (
+                status == "running"
+                and owner is not None
+                and hb is not None
+                and (
+                    (owner == self.owner_id and driver is not None)
+                    or (
+                        owner != self.owner_id
+                        and tx.now - int(hb) <= stale
+                        and not owner_is_dead_here(owner)
+                    )
+                )
+            )
+            if live:
+                tx.execute(
+                    "UPDATE _smithers_runs SET cancel_requested_at_ms = ?,"
+                    " inbox_seq = inbox_seq + 1 WHERE run_id = ?",
+                    (tx.now, run_id),
+                )
+                return "cancelling"
+            for a in tx.all(
+                "SELECT node_id, iteration, attempt FROM _smithers_attempts"
+                " WHERE run_id = ? AND state = 'in-progress'",
+                (run_id,),
+            ):
+                key = (a["node_id"], a["iteration"])
+                tx.execute(
+                    "UPDATE _smithers_attempts SET state = 'cancelled', finished_at_ms = ?"
+                    " WHERE run_id = ? AND node_id = ? AND iteration = ? AND attempt = ?",
+                    (tx.now, run_id, key[0], key[1], a["attempt"]),
+                )
+            cancel_waiting_nodes(tx, run_id, "run-cancelled")
+            finish_run(tx, run_id, "cancelled")
+            return "cancelled"
+
+        status = await self.store.write(change)
+        if status == "cancelling" and driver is not None:
+            driver.request_cancel()
+        return {"runId": run_id, "status": status}
+
+    # -- waiting for runs (CLI, tests) ------------------------------------------------------
+    async def wait_settled(self, run_id: str) -> str | None:
+        """Wait until this process stops driving ``run_id``; returns its final status."""
+        driver = self.active.get(run_id)
+        if driver is None:
+            return None
+        await driver.done.wait()
+        return driver.final_status
+
+    def notify(self, run_id: str) -> None:
+        """Something changed for ``run_id`` (a decision, a signal): wake its driver."""
+        driver = self.active.get(run_id)
+        if driver is not None:
+            driver.poke()
+
+    # -- background loops -------------------------------------------------------------------
+    async def _heartbeat_loop(self) -> None:
+        interval = self.options.heartbeat_interval_ms / 1000
+        while True:
+            await anyio.sleep(interval)
+            if not self.active:
+                continue
+            owner = self.owner_id
+
+            def beat(tx: Tx) -> None:
+                tx.execute(
+                    "UPDATE _smithers_runs SET heartbeat_at_ms = ?"
+                    " WHERE runtime_owner_id = ? AND status = 'running'",
+                    (tx.now, owner),
+                )
+
+            try:
+                await self.store.write(beat)
+            except Exception:
+                log.exception("owner heartbeat failed")
+
+    async def _poll_loop(self) -> None:
+        interval = self.options.cancel_poll_ms / 1000
+        while True:
+            await anyio.sleep(interval)
+            if not self.active:
+                continue
+            owner = self.owner_id
+            try:
+                rows = await self.store.aread(
+                    lambda c: c.execute(
+                        "SELECT run_id, cancel_requested_at_ms, inbox_seq FROM _smithers_runs"
+                        " WHERE runtime_owner_id = ?",
+                        (owner,),
+                    ).fetchall()
+                )
+            except Exception:
+                log.exception("cancel poll failed")
+                continue
+            seen = {r[0]: r for r in rows}
+            for run_id, driver in list(self.active.items()):
+                row = seen.get(run_id)
+                if row is None:
+                    continue
+                if row[1] is not None:
+                    driver.request_cancel()
+                elif self._inbox.get(run_id) != row[2]:
+                    if run_id in self._inbox:
+                        driver.poke()
+                    self._inbox[run_id] = row[2]
+
+    async def _timer_loop(self) -> None:
+        interval = self.options.timer_tick_ms / 1000
+        while True:
+            await anyio.sleep(interval)
+            try:
+                rows = await self.store.aread(
+                    lambda c: c.execute(
+                        "SELECT run_id FROM _smithers_runs WHERE wake_at_ms IS NOT NULL"
+                        " AND wake_at_ms <= ? AND status IN"
+                        " ('waiting-timer', 'waiting-event', 'waiting-approval')",
+                        (now_ms(),),
+                    ).fetchall()
+                )
+            except Exception:
+                log.exception("timer sweep failed")
+                continue
+            for (run_id,) in rows:
+                await self._try_resume(run_id)
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            await self.sweep()
+            await anyio.sleep(self.options.sweep_ms / 1000)
+
+    async def sweep(self) -> int:
+        """Claim ``running`` runs whose owner is gone and whose workflow this host can load."""
+        stale_before = now_ms() - self.options.stale_after_ms
+        try:
+            rows = await self.store.aread(
+                lambda c: c.execute(
+                    "SELECT run_id, runtime_owner_id, heartbeat_at_ms FROM _smithers_runs"
+                    " WHERE status = 'running' AND (heartbeat_at_ms IS NULL OR runtime_owner_id"
+                    " IS NULL OR heartbeat_at_ms < ? OR runtime_owner_id LIKE ?)"
+                    " ORDER BY heartbeat_at_ms",
+                    (stale_before, f"%@{HOSTNAME}"),
+                ).fetchall()
+            )
+        except Exception:
+            log.exception("stale-run sweep failed")
+            return 0
+        resumed = 0
+        for run_id, owner, hb in rows:
+            if run_id in self.active:
+                continue
+            orphaned = owner is None or hb is None or hb < stale_before or owner_is_dead_here(owner)
+            if orphaned and await self._try_resume(run_id):
+                resumed += 1
+        return resumed
+
+    async def _try_resume(self, run_id: str) -> bool:
+        if self._closing or run_id in self.active or run_id in self._resuming:
+            return False
+        try:
+            result = await self.resume(run_id)
+        except SmithersError as exc:
+            if exc.code not in ("WORKFLOW_NOT_FOUND", "RUN_NOT_FOUND"):
+                log.warning("could not resume run %s: %s", run_id, exc.message)
+            return False
+        except Exception:
+            log.exception("could not resume run %s", run_id)
+            return False
+        return bool(result.get("resumed"))
+
+    def request_resume(self, run_id: str) -> None:
+        """Resume ``run_id`` soon, in the background (after a decision or a signal)."""
+        if self._tg is None or self._closing:
+            return
+        self._tg.start_soon(self._try_resume, run_id)
+
+
+def input_model_dump(value: BaseModel) -> dict[str, Any]:
+    return value.model_dump(mode="json", by_alias=True)

@@ -1,0 +1,28 @@
+"""Compact JSON encoding used for every stored row and every event."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=_default)
+
+
+def canonical(value: Any) -> str:
+    """Sorted keys, compact separators: the form hashed for frames."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
+
+
+def loads(text: str | bytes | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def _default(value: Any) -> Any:
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):
+        return dump(mode="json", by_alias=True)
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
