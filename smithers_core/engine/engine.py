@@ -346,12 +346,9 @@ class Engine:
         config = result["config"]
         try:
             value = workflow.validate_input(result["input"])
-        except SmithersError:
-            await self.store.write(
-                lambda tx: finish_run(
-                    tx, run_id, "failed", {"name": "SmithersError", **exc.to_dict()}
-                )
-            )
+        except SmithersError as exc:
+            error = {"name": "SmithersError", **exc.to_dict()}
+            await self.store.write(lambda tx: finish_run(tx, run_id, "failed", error))
             return {"runId": run_id, "status": "failed", "resumed": False}
         auth = RunAuth.model_validate(config["auth"]) if config.get("auth") else None
         network = bool(config.get("allowNetwork", self.allow_network))
@@ -487,9 +484,10 @@ class Engine:
             try:
                 rows = await self.store.aread(
                     lambda c: c.execute(
-                        "SELECT run_id FROM _smithers_runs WHERE wake_at_ms IS NOT NULL"
+                        "SELECT run_id FROM _smithers_runs WHERE (wake_at_ms IS NOT NULL"
                         " AND wake_at_ms <= ? AND status IN"
-                        " ('waiting-timer', 'waiting-event', 'waiting-approval')",
+                        " ('waiting-timer', 'waiting-event', 'waiting-approval'))"
+                        " OR (status = 'running' AND runtime_owner_id IS NULL)",
                         (now_ms(),),
                     ).fetchall()
                 )

@@ -323,11 +323,11 @@ def _check_needs(leaves: dict[Key, PLeaf], ids: dict[str, Key]) -> None:
         out.extend(o.key for o in ordered if o.key != k and _structurally_before(o, me))
         return out
 
-    for start, targets in edges.items():
-        for target in targets:
-            # does ``target`` (transitively) wait for ``start``?
+    for start, target_keys in edges.items():
+        for target_key in target_keys:
+            # does ``target_key`` (transitively) wait for ``start``?
             seen: set[Key] = set()
-            stack = [target]
+            stack = [target_key]
             steps = 0
             while stack:
                 steps += 1
@@ -337,9 +337,9 @@ def _check_needs(leaves: dict[Key, PLeaf], ids: dict[str, Key]) -> None:
                 if cur == start:
                     raise SmithersError(
                         "INVALID_NEEDS",
-                        f"Node {start[0]!r} needs {target[0]!r}, which cannot finish before it "
-                        "(a cycle, or a target later in the same sequence)",
-                        {"nodeId": start[0], "target": target[0]},
+                        f"Node {start[0]!r} needs {target_key[0]!r}, which cannot finish before "
+                        "it (a cycle, or a target later in the same sequence)",
+                        {"nodeId": start[0], "target": target_key[0]},
                     )
                 if cur in seen:
                     continue

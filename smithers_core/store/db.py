@@ -17,7 +17,27 @@ from smithers_core.workflow.durations import iso_from_ms
 
 _CAMEL: dict[str, str] = {}
 
-RUN_COLUMNS = ["run_id", "parent_run_id", "workflow_name", "workflow_path", "workflow_hash", "status", "created_at_ms", "started_at_ms", "finished_at_ms", "heartbeat_at_ms", "runtime_owner_id", "cancel_requested_at_ms", "hijack_requested_at_ms", "hijack_target", "vcs_type", "vcs_root", "vcs_revision", "error_json", "config_json"]
+RUN_COLUMNS = [
+    "run_id",
+    "parent_run_id",
+    "workflow_name",
+    "workflow_path",
+    "workflow_hash",
+    "status",
+    "created_at_ms",
+    "started_at_ms",
+    "finished_at_ms",
+    "heartbeat_at_ms",
+    "runtime_owner_id",
+    "cancel_requested_at_ms",
+    "hijack_requested_at_ms",
+    "hijack_target",
+    "vcs_type",
+    "vcs_root",
+    "vcs_revision",
+    "error_json",
+    "config_json",
+]
 
 STALE_AFTER_MS = 30_000
 

@@ -36,7 +36,7 @@ def check_id(kind: str, node_id: str) -> str:
     return node_id
 
 
-def _children(items: Iterable[Node | None]) -> tuple[Node, ...]:
+def _children(items: Iterable[Node | Sequence[Node | None] | None]) -> tuple[Node, ...]:
     out: list[Node] = []
     for item in items:
         if item is None:

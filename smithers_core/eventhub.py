@@ -1,0 +1,183 @@
+"""``EventHub``: the one place that learns about committed events and wakes their readers.
+
+Readers always read from the store, so a subscription can never skip or repeat an event: the
+hub only tells them *when* to read. Commits made in this process wake readers at once (the
+store's commit listener); commits made by other processes are found by one poller per store
+that tails the event table every ``poll_ms`` (D8). The poller starts at the store's current
+end and never re-broadcasts history (D10).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+
+import anyio
+import anyio.abc
+
+from smithers_core.engine.transitions import TERMINAL_RUN
+from smithers_core.store.sqlite import CommittedEvent, SqliteStore
+
+log = logging.getLogger("smithers.eventhub")
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """One event as readers see it: run, seq, type and the stored JSON text."""
+
+    run_id: str
+    seq: int
+    type: str
+    timestamp_ms: int
+    payload_json: str
+
+
+class EventHub:
+    """Wakes event readers on commit (in process) and on poll (other processes)."""
+
+    def __init__(self, store: SqliteStore, *, poll_ms: int = 250, page_size: int = 500) -> None:
+        self.store = store
+        self.poll_ms = poll_ms
+        self.page_size = page_size
+        self._waiters: dict[str, anyio.Event] = {}
+        self._any: anyio.Event = anyio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stack: AsyncExitStack | None = None
+        self._last_rowid = 0
+        self._taps: list[Callable[[list[CommittedEvent]], None]] = []
+
+    async def __aenter__(self) -> EventHub:
+        self._loop = asyncio.get_running_loop()
+        self._last_rowid = await self.store.aread(
+            lambda c: int(
+                c.execute("SELECT COALESCE(MAX(rowid), 0) FROM _smithers_events").fetchone()[0]
+            )
+        )
+        self.store.add_commit_listener(self._on_commit)
+        self._stack = AsyncExitStack()
+        tg = await self._stack.enter_async_context(anyio.create_task_group())
+        tg.start_soon(self._poll_other_processes)
+        self._tg = tg
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.store.remove_commit_listener(self._on_commit)
+        if self._stack is not None:
+            self._tg.cancel_scope.cancel()
+            stack, self._stack = self._stack, None
+            await stack.aclose()
+
+    def add_tap(self, tap: Callable[[list[CommittedEvent]], None]) -> None:
+        """Call ``tap(events)`` on the event loop for every batch of new events."""
+        self._taps.append(tap)
+
+    # -- notification ---------------------------------------------------------------------
+    def _on_commit(self, events: list[CommittedEvent]) -> None:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            loop.call_soon_threadsafe(self._wake, events)
+        except RuntimeError:  # loop shutting down
+            pass
+
+    def _wake(self, events: list[CommittedEvent]) -> None:
+        runs = {e.run_id for e in events}
+        top = max(e.rowid for e in events)
+        if top > self._last_rowid:
+            self._last_rowid = top
+        for run_id in runs:
+            waiter = self._waiters.pop(run_id, None)
+            if waiter is not None:
+                waiter.set()
+        any_waiter, self._any = self._any, anyio.Event()
+        any_waiter.set()
+        for tap in list(self._taps):
+            try:
+                tap(events)
+            except Exception:
+                log.exception("event tap failed")
+
+    async def _poll_other_processes(self) -> None:
+        while True:
+            await anyio.sleep(self.poll_ms / 1000)
+            try:
+                after = self._last_rowid
+                events = await self.store.aread(lambda c: _tail(c, after))
+            except Exception:
+                log.exception("event poll failed")
+                continue
+            if events:
+                self._wake(events)
+
+    def waiter(self, run_id: str) -> anyio.Event:
+        """An event set at the next commit touching ``run_id``."""
+        w = self._waiters.get(run_id)
+        if w is None:
+            w = self._waiters[run_id] = anyio.Event()
+        return w
+
+    async def wait(self, run_id: str, timeout_s: float) -> None:
+        with anyio.move_on_after(timeout_s):
+            await self.waiter(run_id).wait()
+
+    # -- reading --------------------------------------------------------------------------
+    def read(self, run_id: str, after_seq: int, limit: int | None = None) -> list[StoredEvent]:
+        """Events of ``run_id`` with ``seq > after_seq`` (indexed point read)."""
+        n = limit or self.page_size
+        return self.store.read(
+            lambda c: [
+                StoredEvent(run_id, r[0], r[1], r[2], r[3])
+                for r in c.execute(
+                    "SELECT seq, type, timestamp_ms, payload_json FROM _smithers_events"
+                    " WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+                    (run_id, after_seq, n),
+                )
+            ]
+        )
+
+    def status(self, run_id: str) -> str | None:
+        row = self.store.read(
+            lambda c: c.execute(
+                "SELECT status FROM _smithers_runs WHERE run_id = ?", (run_id,)
+            ).fetchone()
+        )
+        return None if row is None else str(row[0])
+
+    async def subscribe(
+        self, run_id: str, after_seq: int = -1, *, until_terminal: bool = True
+    ) -> AsyncIterator[StoredEvent]:
+        """Yield every event after ``after_seq`` in seq order, then live ones as they commit.
+
+        With ``until_terminal`` the iteration ends once the run is terminal and every event
+        has been yielded.
+        """
+        cursor = after_seq
+        while True:
+            waiter = self.waiter(run_id)
+            status = self.status(run_id) if until_terminal else None
+            page = self.read(run_id, cursor)
+            for event in page:
+                cursor = event.seq
+                yield event
+            if page:
+                continue
+            if until_terminal and (status is None or status in TERMINAL_RUN):
+                return
+            with anyio.move_on_after(max(self.poll_ms, 50) / 1000 * 4):
+                await waiter.wait()
+
+
+def _tail(conn: object, after_rowid: int) -> list[CommittedEvent]:
+    import sqlite3
+
+    assert isinstance(conn, sqlite3.Connection)
+    rows = conn.execute(
+        "SELECT rowid, run_id, seq, type FROM _smithers_events WHERE rowid > ? ORDER BY rowid"
+        " LIMIT 5000",
+        (after_rowid,),
+    ).fetchall()
+    return [CommittedEvent(r[1], r[2], r[3], {}, b"", r[0]) for r in rows]

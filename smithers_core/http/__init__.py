@@ -1,0 +1,1 @@
+"""HTTP plumbing shared by every host: binding uvicorn, error envelopes, request bodies."""

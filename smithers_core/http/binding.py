@@ -1,0 +1,151 @@
+"""Run an ASGI app on uvicorn inside the current event loop, bound before returning (D9).
+
+``proxy_headers`` is always off: the peer is the socket peer, never a forwarded header.
+Hosts bind 127.0.0.1 unless told otherwise; a TCP port of 0 picks a free port.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import logging
+import os
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import anyio.abc
+import uvicorn
+
+from smithers_core.errors import SmithersError
+
+log = logging.getLogger("smithers.http")
+
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for ``localhost``, ``*.localhost``, 127.0.0.0/8, ``::1`` and ``::ffff:127.x``."""
+    h = host.strip().lower().strip("[]")
+    if h in LOOPBACK_NAMES or h.endswith(".localhost"):
+        return True
+    try:
+        ip = ipaddress.ip_address(h)
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped.is_loopback
+    return ip.is_loopback
+
+
+class HostServer(uvicorn.Server):
+    """uvicorn without its signal capture: the host decides what signals do."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@dataclass
+class BoundServer:
+    """A running uvicorn server: where it listens and how to stop it."""
+
+    host: str | None
+    port: int | None
+    path: str | None
+    server: uvicorn.Server
+    _done: anyio.Event
+
+    @property
+    def url(self) -> str:
+        if self.path is not None:
+            return f"unix:{self.path}"
+        host = self.host or "127.0.0.1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+    async def close(self) -> None:
+        """Stop accepting, let in-flight requests finish, and wait for the server to exit."""
+        self.server.should_exit = True
+        await self._done.wait()
+
+
+def _bind_socket(host: str, port: int, path: str | None) -> socket.socket:
+    if path is not None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(path)
+    else:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            sock.close()
+            raise SmithersError(
+                "SERVER_BIND_FAILED", f"Cannot bind {host}:{port}: {exc.strerror}"
+            ) from exc
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+async def serve_app(
+    tg: anyio.abc.TaskGroup,
+    app: Any,
+    *,
+    host: str | None = None,
+    port: int = 0,
+    path: str | None = None,
+    ws_per_message_deflate: bool = False,
+    ws_max_size: int = 16 * 1024 * 1024,
+    timeout_keep_alive: int = 5,
+    http_protocol: Any = "auto",
+    lifespan: str = "on",
+    **config: Any,
+) -> BoundServer:
+    """Start ``app`` on uvicorn in ``tg``; returns once the socket is bound and serving."""
+    bind_host = host or "127.0.0.1"
+    sock = _bind_socket(bind_host, port, path)
+    cfg = uvicorn.Config(
+        app,
+        proxy_headers=False,
+        forwarded_allow_ips=None,
+        server_header=False,
+        date_header=True,
+        log_level="warning",
+        access_log=False,
+        lifespan=lifespan,
+        ws_per_message_deflate=ws_per_message_deflate,
+        ws_max_size=ws_max_size,
+        timeout_keep_alive=timeout_keep_alive,
+        http=http_protocol,
+        **config,
+    )
+    server = HostServer(cfg)
+    done = anyio.Event()
+    started = anyio.Event()
+
+    async def run() -> None:
+        try:
+            await server.serve(sockets=[sock])
+        finally:
+            sock.close()
+            if path is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+            started.set()
+            done.set()
+
+    tg.start_soon(run)
+    while not server.started and not done.is_set():
+        await anyio.sleep(0.005)
+    if done.is_set() and not server.started:
+        raise SmithersError("SERVER_START_FAILED", "The HTTP server failed to start")
+    bound_port = None if path is not None else int(sock.getsockname()[1])
+    return BoundServer(bind_host if path is None else None, bound_port, path, server, done)

@@ -1,0 +1,46 @@
+"""Stores: the driver is chosen by URL scheme through the ``smithers.stores`` entry points."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from smithers_core.errors import SmithersError
+from smithers_core.store.db import SmithersDb
+from smithers_core.store.sqlite import SqliteStore
+
+STORE_GROUP = "smithers.stores"
+DEFAULT_DB_URL = "sqlite:///smithers.db"
+
+
+def url_scheme(url: str) -> str:
+    scheme, sep, _ = url.partition("://")
+    if not sep or not scheme:
+        raise SmithersError("INVALID_INPUT", f"Store URL needs a scheme (sqlite://...): {url!r}")
+    return scheme.split("+", 1)[0].lower()
+
+
+def open_store(url: str, *, base_dir: Path | None = None) -> SqliteStore:
+    """Open (create, migrate) the store for ``url`` with the driver registered for its scheme."""
+    from stevedore import driver
+
+    scheme = url_scheme(url)
+    try:
+        manager: Any = driver.DriverManager(
+            STORE_GROUP,
+            scheme,
+            invoke_on_load=True,
+            invoke_args=(url,),
+            invoke_kwds={"base_dir": base_dir},
+        )
+    except Exception as exc:
+        raise SmithersError(
+            "STORE_UNSUPPORTED",
+            f"No installed store driver handles {scheme!r} URLs ({url})",
+            {"scheme": scheme},
+        ) from exc
+    store: SqliteStore = manager.driver
+    return store.open()
+
+
+__all__ = ["DEFAULT_DB_URL", "STORE_GROUP", "SmithersDb", "SqliteStore", "open_store", "url_scheme"]
