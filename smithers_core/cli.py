@@ -75,7 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _register_later_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Commands that live in their own modules register themselves here."""
-    for module_name in ("smithers_core.cli_runs",):
+    for module_name in (
+        "smithers_core.cli_runs",
+        "smithers_core.cli_server",
+        "smithers_core.cli_gateway",
+    ):
         try:
             module = __import__(module_name, fromlist=["register"])
         except ModuleNotFoundError as exc:

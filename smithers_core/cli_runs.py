@@ -1,0 +1,411 @@
+"""``smithers up`` (run a workflow in the foreground) and ``smithers runs ...`` (local commands).
+
+Exit codes of ``smithers up`` (D6): 0 finished, 1 failed, 2 usage or invalid input, 3 parked
+on an approval or a signal (``--wait`` stays until it is decided), 4 cancelled, 130 interrupted
+(the run is suspended, never cancelled, and a later ``--resume`` continues it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import signal
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+import anyio
+
+from smithers_core import jsonutil
+from smithers_core.config import load_config
+from smithers_core.errors import SmithersError
+from smithers_core.runtime import Runtime
+from smithers_core.store import DEFAULT_DB_URL
+from smithers_core.workflow.definition import Workflow
+from smithers_core.workflow.loader import load_workflow
+from smithers_core.workflow.models import RunAuth
+
+EXIT_FINISHED, EXIT_FAILED, EXIT_USAGE, EXIT_PARKED, EXIT_CANCELLED = 0, 1, 2, 3, 4
+EXIT_INTERRUPTED = 130
+EXIT_BY_STATUS = {"finished": EXIT_FINISHED, "failed": EXIT_FAILED, "cancelled": EXIT_CANCELLED}
+
+
+def parse_json_arg(value: str | None, what: str) -> Any:
+    """A JSON string, or ``@path`` to read JSON from a file."""
+    if value is None:
+        return None
+    text = value
+    if value.startswith("@"):
+        try:
+            text = Path(value[1:]).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise SmithersError(
+                "INVALID_INPUT", f"Cannot read {what} file {value[1:]}: {exc}"
+            ) from exc
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SmithersError("INVALID_INPUT", f"{what} is not valid JSON: {exc}") from exc
+
+
+def resolve_db_url(args: argparse.Namespace) -> tuple[str, Path]:
+    """``--db``, else the config file's ``[gateway] db``, else ``sqlite:///smithers.db``."""
+    if getattr(args, "db", None):
+        return str(args.db), Path.cwd()
+    config = load_config(getattr(args, "config", None))
+    url = config.gateway.get("db") or DEFAULT_DB_URL
+    return str(url), config.base_dir
+
+
+class Progress:
+    """Prints node states and live log lines as the run's events arrive."""
+
+    def __init__(self, out: TextIO, quiet: bool = False) -> None:
+        self.out = out
+        self.quiet = quiet
+
+    def show(self, event: dict[str, Any]) -> None:
+        if self.quiet:
+            return
+        kind = event.get("type")
+        node = event.get("nodeId")
+        it = event.get("iteration") or 0
+        label = f"{node}" + (f"[{it}]" if it else "")
+        line = None
+        if kind == "NodeStarted":
+            line = f"  > {label} started (attempt {event.get('attempt')})"
+        elif kind == "NodeFinished":
+            line = f"  + {label} finished"
+        elif kind == "NodeFailed":
+            err = event.get("error") or {}
+            line = f"  x {label} failed: {err.get('code')}: {err.get('message')}"
+        elif kind == "NodeRetrying":
+            line = f"  ~ {label} will retry (attempt {event.get('attempt')})"
+        elif kind == "NodeSkipped":
+            line = f"  - {label} skipped"
+        elif kind == "NodeCancelled":
+            line = f"  ! {label} cancelled ({event.get('reason')})"
+        elif kind == "NodeOutput":
+            line = f"  {label}| {str(event.get('text', '')).rstrip()}"
+        elif kind == "ApprovalRequested":
+            line = f"  ? {label} waits for approval"
+        elif kind in ("ApprovalGranted", "ApprovalDenied", "ApprovalAutoApproved"):
+            line = f"  ? {label}: {kind[len('Approval') :].lower()}"
+        elif kind == "TimerCreated":
+            line = f"  . timer {label} set"
+        elif kind == "TimerFired":
+            line = f"  . timer {label} fired"
+        elif kind == "SignalReceived":
+            line = f"  * signal {event.get('signalName')!r} received"
+        elif kind == "SignalRejected":
+            line = f"  * signal {event.get('signalName')!r} rejected (payload invalid)"
+        elif kind == "RunFinished":
+            line = "run finished"
+        elif kind == "RunFailed":
+            err = event.get("error") or {}
+            line = f"run failed: {err.get('code')}: {err.get('message')}"
+        elif kind == "RunCancelled":
+            line = "run cancelled"
+        if line is not None:
+            print(line, file=self.out, flush=True)
+
+
+def _db_flag(url: str) -> str:
+    return f" --db {shlex.quote(url)}"
+
+
+async def describe_parked(rt: Runtime, run_id: str, db_url: str, out: TextIO) -> None:
+    """Print what the run waits for and the exact command that decides it."""
+    run = rt.db.run_row(run_id) or {}
+    status = run.get("status")
+    q = shlex.quote(run_id)
+    if status == "waiting-approval":
+        for a in rt.db.pending_approvals(run_id):
+            request = jsonutil.loads(a.get("request_json")) or {}
+            node = shlex.quote(a["node_id"])
+            it = f" --iteration {a['iteration']}" if a["iteration"] else ""
+            print(f"Waiting for approval of {a['node_id']!r}: {request.get('title')}", file=out)
+            if request.get("summary"):
+                print(f"  {request['summary']}", file=out)
+            extra = ""
+            if request.get("mode") == "select":
+                extra = ' --decision \'{"selected": "KEY"}\''
+            elif request.get("mode") == "rank":
+                extra = ' --decision \'{"ranked": ["KEY", ...]}\''
+            print(
+                f"  approve: smithers runs approve {q} {node}{it}{extra}{_db_flag(db_url)}",
+                file=out,
+            )
+            print(f"  deny:    smithers runs deny {q} {node}{it}{_db_flag(db_url)}", file=out)
+    elif status == "waiting-event":
+        for a in rt.db.list_attempts(run_id):
+            if a["state"] != "waiting-event":
+                continue
+            wait = (jsonutil.loads(a.get("metaJson")) or {}).get("waitForEvent") or {}
+            name = wait.get("signalName")
+            corr = wait.get("correlationId")
+            print(f"Waiting for signal {name!r} (node {a['nodeId']!r})", file=out)
+            c = f" --correlation-id {shlex.quote(corr)}" if corr else ""
+            print(
+                f"  send: smithers runs signal {q} {shlex.quote(str(name))} --data '{{...}}'{c}"
+                f"{_db_flag(db_url)}",
+                file=out,
+            )
+    print(f"Then continue it with: smithers runs resume {q}{_db_flag(db_url)}", file=out)
+
+
+async def drive(
+    rt: Runtime,
+    run_id: str,
+    *,
+    wait: bool,
+    db_url: str,
+    progress: Progress,
+    out: TextIO,
+    after_seq: int = -1,
+) -> int:
+    """Follow the run's events until it ends (or parks, unless ``wait``); returns the exit code."""
+    async for stored in rt.hub.subscribe(run_id, after_seq, until_terminal=False):
+        event = json.loads(stored.payload_json)
+        progress.show(event)
+        kind = event["type"]
+        if kind in ("RunFinished", "RunFailed", "RunCancelled"):
+            status = {"RunFinished": "finished", "RunFailed": "failed"}.get(kind, "cancelled")
+            return EXIT_BY_STATUS[status]
+        if kind == "RunStatusChanged" and event.get("status") in (
+            "waiting-approval",
+            "waiting-event",
+        ):
+            # the status may already have moved on (a decision raced the park): re-check
+            current = rt.db.run_row(run_id) or {}
+            if current.get("status") == event["status"] and not wait:
+                await describe_parked(rt, run_id, db_url, out)
+                return EXIT_PARKED
+            if current.get("status") == event["status"]:
+                print(f"waiting ({event['status']}); Ctrl+C to stop", file=out, flush=True)
+    return EXIT_FAILED  # pragma: no cover - the subscription never ends on its own
+
+
+async def run_up(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+    db_url, base_dir = resolve_db_url(args)
+    workflow = load_workflow(args.file)
+    wf_path = workflow.source_path
+
+    def resolver(row: dict[str, Any]) -> Workflow | None:
+        return workflow if row.get("workflow_path") == wf_path else None
+
+    input_value = parse_json_arg(args.input, "--input")
+    progress = Progress(out, quiet=getattr(args, "quiet", False))
+    result = {"code": EXIT_INTERRUPTED}
+
+    async def main(rt: Runtime, scope: anyio.CancelScope) -> None:
+        if args.resume:
+            if not args.run_id:
+                raise SmithersError("RUN_ID_REQUIRED", "--resume needs --run-id")
+            run_id = args.run_id
+            after_seq = rt.db.last_seq(run_id)
+            res = await rt.service.resume(run_id, workflow)
+            if res["status"] in EXIT_BY_STATUS:
+                print(f"run {run_id} is already {res['status']}", file=out)
+                result["code"] = EXIT_BY_STATUS[res["status"]]
+                scope.cancel()
+                return
+        else:
+            res = await rt.service.launch(
+                workflow,
+                input_value,
+                run_id=args.run_id,
+                auth=RunAuth.for_trigger("cli"),
+                allow_network=args.allow_network,
+            )
+            run_id = res["runId"]
+            after_seq = -1
+        print(f"run {run_id} ({workflow.name}) db {db_url}", file=out, flush=True)
+        result["code"] = await drive(
+            rt,
+            run_id,
+            wait=args.wait,
+            db_url=db_url,
+            progress=progress,
+            out=out,
+            after_seq=after_seq,
+        )
+        scope.cancel()
+
+    async def signals(scope: anyio.CancelScope) -> None:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as received:
+            async for _ in received:
+                print("interrupted: suspending the run (resume with --resume)", file=out)
+                result["code"] = EXIT_INTERRUPTED
+                scope.cancel()
+                return
+
+    async with Runtime(
+        db_url, base_dir=base_dir, resolver=resolver, allow_network=args.allow_network
+    ) as rt, anyio.create_task_group() as tg:
+        tg.start_soon(main, rt, tg.cancel_scope)
+        tg.start_soon(signals, tg.cancel_scope)
+    return result["code"]
+
+
+def _cmd_up(args: argparse.Namespace) -> int:
+    try:
+        return anyio.run(run_up, args)
+    except SmithersError as exc:
+        print(f"error: {exc.code}: {exc.message}", file=sys.stderr)
+        if exc.details and exc.code == "INVALID_INPUT":
+            print(json.dumps(exc.details, indent=2, default=str), file=sys.stderr)
+        return EXIT_USAGE if exc.code != "RUN_NOT_FOUND" else EXIT_FAILED
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+
+
+# -- smithers runs ... -------------------------------------------------------------------------
+async def _local(args: argparse.Namespace, op: str) -> dict[str, Any]:
+    db_url, base_dir = resolve_db_url(args)
+    async with Runtime(db_url, base_dir=base_dir, supervise=False) as rt:
+        svc = rt.service
+        if op in ("approve", "deny"):
+            return await svc.decide_approval(
+                args.run_id,
+                args.node_id,
+                approved=op == "approve",
+                iteration=args.iteration,
+                note=args.note,
+                decided_by=args.decided_by,
+                decision=parse_json_arg(args.decision, "--decision"),
+            )
+        if op == "signal":
+            return await svc.deliver_signal(
+                args.run_id,
+                args.name,
+                parse_json_arg(args.data, "--data"),
+                correlation_id=args.correlation_id,
+                received_by="cli",
+            )
+        if op == "cancel":
+            return await svc.cancel(args.run_id)
+        if op == "show":
+            return await svc.get_run(args.run_id)
+        raise AssertionError(op)
+
+
+def _cmd_local(op: str) -> Any:
+    def handler(args: argparse.Namespace) -> int:
+        try:
+            result = anyio.run(_local, args, op)
+        except SmithersError as exc:
+            print(f"error: {exc.code}: {exc.message}", file=sys.stderr)
+            return 1 if exc.code != "INVALID_INPUT" else EXIT_USAGE
+        print(json.dumps(result, indent=2))
+        if op in ("approve", "deny", "signal"):
+            print(
+                "The host that runs this workflow resumes the run; with none running, continue"
+                f" it with: smithers runs resume {shlex.quote(args.run_id)}"
+                + (f" --db {shlex.quote(args.db)}" if args.db else ""),
+                file=sys.stderr,
+            )
+        return 0
+
+    return handler
+
+
+def _cmd_resume(args: argparse.Namespace) -> int:
+    db_url, base_dir = resolve_db_url(args)
+
+    async def find_path() -> str | None:
+        async with Runtime(db_url, base_dir=base_dir, supervise=False) as rt:
+            row = rt.db.run_row(args.run_id)
+            if row is None:
+                raise SmithersError("RUN_NOT_FOUND", f"Run not found: {args.run_id}")
+            return row.get("workflow_path")
+
+    try:
+        path = args.file or anyio.run(find_path)
+    except SmithersError as exc:
+        print(f"error: {exc.code}: {exc.message}", file=sys.stderr)
+        return EXIT_FAILED
+    if not path:
+        print("error: the run records no workflow file; pass --file", file=sys.stderr)
+        return EXIT_USAGE
+    up_args = argparse.Namespace(
+        file=path,
+        input=None,
+        run_id=args.run_id,
+        db=db_url,
+        config=None,
+        resume=True,
+        wait=args.wait,
+        allow_network=args.allow_network,
+        quiet=False,
+    )
+    return _cmd_up(up_args)
+
+
+def _add_db(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--db", metavar="URL", help="store URL (default: config or sqlite:///smithers.db)"
+    )
+    p.add_argument("--config", metavar="PATH", help="config file (for its [gateway] db)")
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    up = commands.add_parser(
+        "up",
+        help="run a workflow in the foreground",
+        description="Run a workflow file in the foreground with a progress display. Exit codes:"
+        " 0 finished, 1 failed, 2 usage or invalid input, 3 parked on an approval or signal,"
+        " 4 cancelled, 130 interrupted (run suspended).",
+    )
+    up.add_argument("file", help="workflow file (FILE.py or FILE.py:name)")
+    up.add_argument("--input", metavar="JSON|@path", help="input as JSON or @file.json")
+    up.add_argument("--run-id", metavar="ID", help="run id (default: a new UUID)")
+    up.add_argument("--resume", action="store_true", help="resume the run named by --run-id")
+    up.add_argument("--wait", action="store_true", help="stay while the run waits for people")
+    up.add_argument(
+        "--allow-network", action="store_true", help="let the bash tool use the network"
+    )
+    up.add_argument("--quiet", action="store_true", help="no progress display")
+    _add_db(up)
+    up.set_defaults(handler=_cmd_up)
+
+    runs = commands.add_parser("runs", help="decide approvals, send signals, resume or cancel runs")
+    sub = runs.add_subparsers(dest="runs_command", metavar="SUBCOMMAND")
+    for op in ("approve", "deny"):
+        p = sub.add_parser(op, help=f"{op} a waiting approval")
+        p.add_argument("run_id", metavar="RUN")
+        p.add_argument("node_id", metavar="NODE")
+        p.add_argument("--iteration", type=int, default=0)
+        p.add_argument("--note")
+        p.add_argument("--decided-by", metavar="WHO")
+        p.add_argument("--decision", metavar="JSON", help='e.g. \'{"selected": "blue"}\'')
+        _add_db(p)
+        p.set_defaults(handler=_cmd_local(op))
+    p = sub.add_parser("signal", help="send a signal to a run")
+    p.add_argument("run_id", metavar="RUN")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--data", metavar="JSON|@path")
+    p.add_argument("--correlation-id", metavar="ID")
+    _add_db(p)
+    p.set_defaults(handler=_cmd_local("signal"))
+    p = sub.add_parser("cancel", help="cancel a run")
+    p.add_argument("run_id", metavar="RUN")
+    _add_db(p)
+    p.set_defaults(handler=_cmd_local("cancel"))
+    p = sub.add_parser("show", help="print a run (status, summary, runState)")
+    p.add_argument("run_id", metavar="RUN")
+    _add_db(p)
+    p.set_defaults(handler=_cmd_local("show"))
+    p = sub.add_parser("resume", help="resume a run in the foreground (like up --resume)")
+    p.add_argument("run_id", metavar="RUN")
+    p.add_argument("--file", help="workflow file (default: the one the run recorded)")
+    p.add_argument("--wait", action="store_true")
+    p.add_argument("--allow-network", action="store_true")
+    _add_db(p)
+    p.set_defaults(handler=_cmd_resume)
+    def runs_usage(_args: argparse.Namespace) -> int:
+        runs.print_help(sys.stderr)
+        return EXIT_USAGE
+
+    runs.set_defaults(handler=runs_usage)
