@@ -1,0 +1,210 @@
+"""Crash, shutdown and multi-process behaviour, with real subprocesses and SIGKILL (D6)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from smithers_core.engine.options import EngineOptions
+from smithers_core.runtime import Runtime
+from smithers_core.store.sqlite import SqliteStore
+from smithers_core.workflow.loader import load_workflow
+
+pytestmark = pytest.mark.anyio
+
+WORKFLOW = """
+import time
+from pathlib import Path
+from pydantic import BaseModel
+from smithers_core import Seq, Task, workflow
+
+HERE = Path(__file__).parent
+
+class Out(BaseModel):
+    n: int
+
+def mark(name):
+    with open(HERE / "marks.log", "a") as fh:
+        fh.write(name + "\\n")
+
+def a(t):
+    mark("a")
+    return Out(n=1)
+
+def b(t):
+    mark(f"b{t.attempt}")
+    if t.attempt == 1:
+        (HERE / "b-started").write_text("1")
+        deadline = time.time() + 60
+        while time.time() < deadline and not t.cancelled:
+            time.sleep(0.02)
+    return Out(n=2)
+
+def c(t):
+    mark("c")
+    return Out(n=3)
+
+@workflow("crashy")
+def crashy(ctx):
+    return Seq(Task("a", a, output=Out), Task("b", b, output=Out), Task("c", c, output=Out))
+"""
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SMITHERS_")}
+    env["SMITHERS_TIMER_TICK_MS"] = "50"
+    env["SMITHERS_CANCEL_POLL_MS"] = "50"
+    return env
+
+
+def _wait_file(path: Path, proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if proc.poll() is not None:
+            raise AssertionError(f"process exited early: {proc.returncode}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{path} did not appear")
+        time.sleep(0.02)
+
+
+def _events(db: Path, run_id: str) -> list[dict[str, object]]:
+    import sqlite3
+
+    conn = sqlite3.connect(db)
+    try:
+        rows = conn.execute(
+            "SELECT seq, payload_json FROM _smithers_events WHERE run_id = ? ORDER BY seq",
+            (run_id,),
+        ).fetchall()
+    finally:
+        conn.close()
+    assert [r[0] for r in rows] == list(range(len(rows))), "seq must be contiguous from 0"
+    return [json.loads(r[1]) for r in rows]
+
+
+def _start_up(tmp_path: Path) -> subprocess.Popen[bytes]:
+    (tmp_path / "wf.py").write_text(WORKFLOW)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "smithers_core",
+            "up",
+            "wf.py",
+            "--run-id",
+            "r1",
+            "--quiet",
+            "--db",
+            "sqlite:///runs.db",
+        ],
+        cwd=tmp_path,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+async def _finish_in_new_process(tmp_path: Path) -> None:
+    wf = load_workflow(tmp_path / "wf.py")
+    opts = EngineOptions.from_env(timer_tick_ms=20, cancel_poll_ms=20, sweep_ms=100)
+    async with Runtime(
+        "sqlite:///runs.db", base_dir=tmp_path, resolver=lambda row: wf, options=opts
+    ) as rt:
+        # no resume call: the supervisor's start-up sweep claims the orphaned run by itself
+        import anyio
+
+        with anyio.fail_after(20):
+            while (rt.db.run_row("r1") or {}).get("status") != "finished":
+                await rt.hub.wait("r1", 0.2)
+
+
+async def test_kill_9_mid_task_then_resume_without_waiting_for_staleness(tmp_path: Path) -> None:
+    proc = _start_up(tmp_path)
+    try:
+        _wait_file(tmp_path / "b-started", proc)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    started = time.monotonic()
+    await _finish_in_new_process(tmp_path)
+    # dead owner detected on this host: no 30 s stale threshold to wait out
+    assert time.monotonic() - started < 10
+    assert (tmp_path / "marks.log").read_text().split() == ["a", "b1", "b2", "c"]
+    events = _events(tmp_path / "runs.db", "r1")
+    kinds = [(e["type"], e.get("nodeId"), e.get("attempt")) for e in events]
+    assert ("NodeCancelled", "b", 1) in kinds
+    cancelled = next(e for e in events if e["type"] == "NodeCancelled")
+    assert cancelled["reason"] == "abandoned"
+    assert ("NodeStarted", "b", 2) in kinds
+    assert [k for k in kinds if k[0] == "NodeFinished"] == [
+        ("NodeFinished", "a", 1),
+        ("NodeFinished", "b", 2),
+        ("NodeFinished", "c", 1),
+    ]
+    assert [e["type"] for e in events].count("RunStarted") == 2
+    assert events[-1]["type"] == "RunFinished"
+
+
+async def test_sigterm_suspends_and_a_new_process_resumes(tmp_path: Path) -> None:
+    proc = _start_up(tmp_path)
+    try:
+        _wait_file(tmp_path / "b-started", proc)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    import sqlite3
+
+    conn = sqlite3.connect(tmp_path / "runs.db")
+    status, owner, hb = conn.execute(
+        "SELECT status, runtime_owner_id, heartbeat_at_ms FROM _smithers_runs WHERE run_id='r1'"
+    ).fetchone()
+    conn.close()
+    assert (status, owner, hb) == ("running", None, None)
+    events = _events(tmp_path / "runs.db", "r1")
+    assert "RunCancelled" not in [e["type"] for e in events]
+    shutdown = [e for e in events if e["type"] == "NodeCancelled"]
+    assert [(e["nodeId"], e["reason"]) for e in shutdown] == [("b", "shutdown")]
+    await _finish_in_new_process(tmp_path)
+    assert (tmp_path / "marks.log").read_text().split() == ["a", "b1", "b2", "c"]
+    assert _events(tmp_path / "runs.db", "r1")[-1]["type"] == "RunFinished"
+
+
+WRITER = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from smithers_core.store.sqlite import SqliteStore
+    store = SqliteStore("sqlite:///shared.db", base_dir=Path(sys.argv[1])).open()
+    futures = [store.submit(lambda tx, i=i: tx.emit("shared", "NodeOutput", text=str(i)))
+               for i in range(int(sys.argv[2]))]
+    for f in futures:
+        f.result()
+    store.close()
+    """
+)
+
+
+def test_two_processes_appending_to_one_file_keep_seq_contiguous(tmp_path: Path) -> None:
+    SqliteStore("sqlite:///shared.db", base_dir=tmp_path).open().close()
+    procs = [
+        subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), "300"], env=_env())
+        for _ in range(2)
+    ]
+    for p in procs:
+        assert p.wait(timeout=60) == 0
+    events = _events(tmp_path / "shared.db", "shared")
+    assert len(events) == 600
+    texts = sorted(int(str(e["text"])) for e in events)
+    assert texts == sorted(list(range(300)) * 2)
