@@ -77,9 +77,10 @@ def test(extra: list[str]) -> int:
 
 
 def main_job(extra: list[str]) -> int:
-    """The main job, as far as it exists: list the installed plugins."""
+    """The main job: run the example workflow on the embedded SQLite store."""
     setup()
-    return run(BIN / "smithers", "plugins", "list", *extra, check=False)
+    args = extra or ["examples/hello.py", "--db", "sqlite:///.smithers/dev.db"]
+    return run(BIN / "smithers", "up", *args, check=False)
 
 
 def main(argv: list[str]) -> int:
