@@ -241,11 +241,25 @@ async def run_up(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
                 scope.cancel()
                 return
 
-    async with Runtime(
-        db_url, base_dir=base_dir, resolver=resolver, allow_network=args.allow_network
-    ) as rt, anyio.create_task_group() as tg:
-        tg.start_soon(main, rt, tg.cancel_scope)
+    failure: list[SmithersError] = []
+
+    async def guarded(rt: Runtime, scope: anyio.CancelScope) -> None:
+        try:
+            await main(rt, scope)
+        except SmithersError as exc:
+            failure.append(exc)
+            scope.cancel()
+
+    async with (
+        Runtime(
+            db_url, base_dir=base_dir, resolver=resolver, allow_network=args.allow_network
+        ) as rt,
+        anyio.create_task_group() as tg,
+    ):
+        tg.start_soon(guarded, rt, tg.cancel_scope)
         tg.start_soon(signals, tg.cancel_scope)
+    if failure:
+        raise failure[0]
     return result["code"]
 
 
@@ -404,6 +418,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--allow-network", action="store_true")
     _add_db(p)
     p.set_defaults(handler=_cmd_resume)
+
     def runs_usage(_args: argparse.Namespace) -> int:
         runs.print_help(sys.stderr)
         return EXIT_USAGE

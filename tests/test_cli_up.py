@@ -1,0 +1,235 @@
+"""``smithers up`` and ``smithers runs ...`` as a user runs them: exit codes and output (D6)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+WF = """
+import time
+from pathlib import Path
+from pydantic import BaseModel
+from smithers_core import Approval, Seq, Task, WaitSignal, workflow
+
+HERE = Path(__file__).parent
+
+class Input(BaseModel):
+    value: int = 1
+    mode: str = "ok"
+
+class Out(BaseModel):
+    v: int
+
+class Go(BaseModel):
+    msg: str
+
+def work(t):
+    t.log("working on " + t.input.mode)
+    if t.input.mode == "fail":
+        raise RuntimeError("task exploded")
+    if t.input.mode == "slow":
+        (HERE / "slow-started").write_text("1")
+        deadline = time.time() + 30
+        while time.time() < deadline and not t.cancelled:
+            time.sleep(0.02)
+    return Out(v=t.input.value)
+
+@workflow("cli", input=Input)
+def cli(ctx):
+    gated = ctx.input.mode == "gate"
+    return Seq(
+        Task("work", work, output=Out),
+        Approval("ok", title="Proceed?") if gated else None,
+        WaitSignal("go", output=Go, correlation_id="c1") if gated else None,
+    )
+"""
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SMITHERS_")}
+    env.update(SMITHERS_TIMER_TICK_MS="50", SMITHERS_CANCEL_POLL_MS="50")
+    return env
+
+
+def smithers(cwd: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "smithers_core", *args],
+        cwd=cwd,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def _setup(tmp_path: Path) -> Path:
+    (tmp_path / "wf.py").write_text(WF)
+    return tmp_path
+
+
+def _status(tmp_path: Path, run_id: str) -> str | None:
+    db = tmp_path / "smithers.db"
+    if not db.exists():
+        return None
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        row = conn.execute(
+            "SELECT status FROM _smithers_runs WHERE run_id = ?", (run_id,)
+        ).fetchone()
+    except sqlite3.OperationalError:  # the process has not created the tables yet
+        return None
+    finally:
+        conn.close()
+    return None if row is None else str(row[0])
+
+
+def test_finished_run_exits_0_with_progress(tmp_path: Path) -> None:
+    cwd = _setup(tmp_path)
+    out = smithers(cwd, "up", "wf.py", "--run-id", "r0", "--input", '{"value": 5}')
+    assert out.returncode == 0, out.stderr
+    assert "work started (attempt 1)" in out.stdout
+    assert "work| working on ok" in out.stdout
+    assert "run finished" in out.stdout
+    assert _status(tmp_path, "r0") == "finished"
+
+
+def test_input_from_a_file(tmp_path: Path) -> None:
+    cwd = _setup(tmp_path)
+    (tmp_path / "in.json").write_text('{"value": 9}')
+    out = smithers(cwd, "up", "wf.py", "--run-id", "rf", "--input", "@in.json")
+    assert out.returncode == 0, out.stderr
+
+
+def test_failed_run_exits_1(tmp_path: Path) -> None:
+    cwd = _setup(tmp_path)
+    out = smithers(cwd, "up", "wf.py", "--run-id", "r1", "--input", '{"mode": "fail"}')
+    assert out.returncode == 1
+    assert "task exploded" in out.stdout
+    assert _status(tmp_path, "r1") == "failed"
+
+
+def test_invalid_input_exits_2_and_writes_nothing(tmp_path: Path) -> None:
+    cwd = _setup(tmp_path)
+    out = smithers(cwd, "up", "wf.py", "--run-id", "r2", "--input", '{"value": "many"}')
+    assert out.returncode == 2
+    assert "INVALID_INPUT" in out.stderr
+    assert _status(tmp_path, "r2") is None
+    bad_json = smithers(cwd, "up", "wf.py", "--input", "{nope")
+    assert bad_json.returncode == 2 and "INVALID_INPUT" in bad_json.stderr
+    missing = smithers(cwd, "up", "nothere.py")
+    assert missing.returncode == 2 and "WORKFLOW_NOT_FOUND" in missing.stderr
+
+
+def test_parked_run_exits_3_with_the_deciding_command_then_continues(tmp_path: Path) -> None:
+    cwd = _setup(tmp_path)
+    out = smithers(cwd, "up", "wf.py", "--run-id", "r3", "--input", '{"mode": "gate"}')
+    assert out.returncode == 3
+    assert "Waiting for approval of 'ok': Proceed?" in out.stdout
+    assert "smithers runs approve r3 ok" in out.stdout
+    assert _status(tmp_path, "r3") == "waiting-approval"
+    approve = smithers(cwd, "runs", "approve", "r3", "ok", "--note", "fine")
+    assert approve.returncode == 0, approve.stderr
+    assert json.loads(approve.stdout) == {
+        "runId": "r3",
+        "nodeId": "ok",
+        "iteration": 0,
+        "approved": True,
+    }
+    again = smithers(cwd, "runs", "approve", "r3", "ok")
+    assert again.returncode == 1 and "ALREADY_DECIDED" in again.stderr
+    resumed = smithers(cwd, "runs", "resume", "r3")
+    assert resumed.returncode == 3
+    assert "Waiting for signal 'go'" in resumed.stdout
+    assert "--correlation-id c1" in resumed.stdout
+    sig = smithers(
+        cwd, "runs", "signal", "r3", "go", "--data", '{"msg": "hi"}', "--correlation-id", "c1"
+    )
+    assert sig.returncode == 0, sig.stderr
+    assert json.loads(sig.stdout)["seq"] == 0
+    done = smithers(cwd, "up", "wf.py", "--run-id", "r3", "--resume")
+    assert done.returncode == 0, done.stdout + done.stderr
+    show = smithers(cwd, "runs", "show", "r3")
+    run = json.loads(show.stdout)
+    assert run["status"] == "finished" and run["summary"] == {"finished": 3}
+
+
+def test_wait_stays_until_another_process_decides(tmp_path: Path) -> None:
+    cwd = _setup(tmp_path)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "smithers_core",
+            "up",
+            "wf.py",
+            "--run-id",
+            "r5",
+            "--wait",
+            "--input",
+            '{"mode": "gate"}',
+        ],
+        cwd=cwd,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while _status(tmp_path, "r5") != "waiting-approval":
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        assert smithers(cwd, "runs", "approve", "r5", "ok").returncode == 0
+        deadline = time.monotonic() + 20
+        while _status(tmp_path, "r5") != "waiting-event":
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        sig = smithers(
+            cwd, "runs", "signal", "r5", "go", "--data", '{"msg": "x"}', "--correlation-id", "c1"
+        )
+        assert sig.returncode == 0
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert _status(tmp_path, "r5") == "finished"
+
+
+def test_cancel_from_another_process_exits_4(tmp_path: Path) -> None:
+    cwd = _setup(tmp_path)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "smithers_core",
+            "up",
+            "wf.py",
+            "--run-id",
+            "r4",
+            "--input",
+            '{"mode": "slow"}',
+        ],
+        cwd=cwd,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not (tmp_path / "slow-started").exists():
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.02)
+        cancel = smithers(cwd, "runs", "cancel", "r4")
+        assert cancel.returncode == 0
+        assert json.loads(cancel.stdout) == {"runId": "r4", "status": "cancelling"}
+        assert proc.wait(timeout=20) == 4
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert _status(tmp_path, "r4") == "cancelled"
