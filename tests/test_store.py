@@ -31,7 +31,12 @@ def test_open_creates_wal_schema_and_a_stable_epoch(tmp_path: Path) -> None:
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     conn.close()
     assert meta == {"schema_version": str(SCHEMA_VERSION), "epoch": epoch}
-    for name in ["_smithers_runs", "_smithers_nodes", "_smithers_attempts", "_smithers_frames", "_smithers_events", "_smithers_approvals", "_smithers_signals", "_smithers_cron", "_smithers_ralph", "_smithers_input", "_smithers_outputs", "_smithers_meta"]:
+    expected = (
+        "_smithers_runs _smithers_nodes _smithers_attempts _smithers_frames _smithers_events"
+        " _smithers_approvals _smithers_signals _smithers_cron _smithers_ralph _smithers_input"
+        " _smithers_outputs _smithers_meta"
+    )
+    for name in expected.split():
         assert name in tables
     again = open_store("sqlite:///s.db", base_dir=tmp_path)
     assert again.epoch == epoch
