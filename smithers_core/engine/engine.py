@@ -277,6 +277,7 @@ class Engine:
                     or hb is None
                     or tx.now - int(hb) > stale
                     or owner_is_dead_here(owner)
+                    or (owner == owner_id and run_id not in self.active)
                 )
                 if not orphaned:
                     return {"claimed": False, "status": status}
@@ -391,17 +392,6 @@ class Engine:
                     (tx.now, run_id),
                 )
                 return "cancelling"
-            for a in tx.all(
-                "SELECT node_id, iteration, attempt FROM _smithers_attempts"
-                " WHERE run_id = ? AND state = 'in-progress'",
-                (run_id,),
-            ):
-                key = (a["node_id"], a["iteration"])
-                tx.execute(
-                    "UPDATE _smithers_attempts SET state = 'cancelled', finished_at_ms = ?"
-                    " WHERE run_id = ? AND node_id = ? AND iteration = ? AND attempt = ?",
-                    (tx.now, run_id, key[0], key[1], a["attempt"]),
-                )
             cancel_waiting_nodes(tx, run_id, "run-cancelled")
             finish_run(tx, run_id, "cancelled")
             return "cancelled"
