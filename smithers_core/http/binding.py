@@ -13,7 +13,7 @@ import os
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import anyio.abc
@@ -106,10 +106,20 @@ async def serve_app(
     ws_max_size: int = 16 * 1024 * 1024,
     timeout_keep_alive: int = 5,
     http_protocol: Any = "auto",
-    lifespan: str = "on",
+    lifespan: Literal["auto", "on", "off"] = "on",
+    headers_timeout_ms: int | None = None,
+    request_timeout_ms: int | None = None,
     **config: Any,
 ) -> BoundServer:
-    """Start ``app`` on uvicorn in ``tg``; returns once the socket is bound and serving."""
+    """Start ``app`` on uvicorn in ``tg``; returns once the socket is bound and serving.
+
+    ``headers_timeout_ms`` / ``request_timeout_ms`` (D9) switch to the h11 protocol subclass of
+    :mod:`smithers_core.http.timeouts`, which answers 408 ``REQUEST_TIMEOUT`` and closes.
+    """
+    if headers_timeout_ms or request_timeout_ms:
+        from smithers_core.http.timeouts import timeout_protocol
+
+        http_protocol = timeout_protocol(headers_timeout_ms, request_timeout_ms)
     bind_host = host or "127.0.0.1"
     sock = _bind_socket(bind_host, port, path)
     cfg = uvicorn.Config(

@@ -1,0 +1,107 @@
+"""The one SSE implementation of ``GET /v1/runs/:id/events`` and serve ``GET /events`` (D9).
+
+- the cursor is ``Last-Event-ID`` if present, else ``afterSeq``, else -1; a non-integer cursor
+  is 400 ``INVALID_REQUEST`` before any stream bytes;
+- a terminal run with nothing after the cursor answers 204;
+- the stream opens with ``retry: 1000``; each event is ``event: smithers``, ``data: <event
+  JSON>``, ``id: <seq>``; ``: keep-alive`` comments go out every ``keepalive_ms``;
+- readers are woken by commits (the EventHub), never by a fixed poll, and always read from the
+  store, so a resumed stream loses and duplicates nothing;
+- the stream ends after the run's terminal event once every event has been sent.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import AsyncIterator, Callable
+
+import anyio
+from starlette.responses import Response, StreamingResponse
+
+from smithers_core.engine.transitions import TERMINAL_RUN
+from smithers_core.eventhub import EventHub, StoredEvent
+from smithers_core.http.errors import HttpError
+
+PAGE = 200
+SSE_HEADERS = {
+    "content-type": "text/event-stream",
+    "cache-control": "no-cache",
+    "connection": "keep-alive",
+    "x-content-type-options": "nosniff",
+    "x-accel-buffering": "no",
+}
+_INT = re.compile(r"^\s*-?\d+\s*$")
+
+
+def parse_cursor(last_event_id: str | None, after_seq: str | None) -> int:
+    """``Last-Event-ID`` wins over ``afterSeq``; default -1 (from the first event)."""
+    for name, raw in (("Last-Event-ID", last_event_id), ("afterSeq", after_seq)):
+        if raw is None:
+            continue
+        if not _INT.match(raw):
+            raise HttpError(400, "INVALID_REQUEST", f'Expected an integer {name}, got "{raw}"')
+        return max(-1, int(raw))
+    return -1
+
+
+def frame(event: StoredEvent) -> bytes:
+    return f"event: smithers\ndata: {event.payload_json}\nid: {event.seq}\n\n".encode()
+
+
+def event_stream(
+    hub: EventHub,
+    run_id: str,
+    cursor: int,
+    *,
+    keepalive_ms: int,
+    on_open: Callable[[], None] | None = None,
+    on_close: Callable[[], None] | None = None,
+) -> Response:
+    """204 for a terminal run with nothing after ``cursor``, else the streaming response."""
+    status = hub.status(run_id)
+    if status in TERMINAL_RUN and not hub.read(run_id, cursor, 1):
+        return Response(status_code=204, headers={"cache-control": "no-cache"})
+    return StreamingResponse(
+        _frames(hub, run_id, cursor, keepalive_ms, on_open, on_close),
+        status_code=200,
+        headers=SSE_HEADERS,
+    )
+
+
+async def _frames(
+    hub: EventHub,
+    run_id: str,
+    cursor: int,
+    keepalive_ms: int,
+    on_open: Callable[[], None] | None,
+    on_close: Callable[[], None] | None,
+) -> AsyncIterator[bytes]:
+    if on_open is not None:
+        on_open()
+    try:
+        yield b"retry: 1000\n\n"
+        interval = max(keepalive_ms, 1) / 1000
+        next_ping = time.monotonic() + interval
+        # a safety net only: commits (this process) and the hub's poller (others) wake us
+        recheck = max(hub.poll_ms, 50) / 1000 * 4
+        while True:
+            waiter = hub.waiter(run_id)
+            status = hub.status(run_id)
+            page = hub.read(run_id, cursor, PAGE)
+            if page:
+                cursor = page[-1].seq
+                yield b"".join(frame(e) for e in page)
+                continue
+            if status is None or status in TERMINAL_RUN:
+                return
+            now = time.monotonic()
+            if now >= next_ping:
+                yield b": keep-alive\n\n"
+                next_ping = now + interval
+                continue
+            with anyio.move_on_after(min(next_ping - now, recheck)):
+                await waiter.wait()
+    finally:
+        if on_close is not None:
+            on_close()

@@ -1,0 +1,61 @@
+"""Query parameters with JavaScript ``Number()`` semantics (reference/server.md 1.6)."""
+
+from __future__ import annotations
+
+import math
+import re
+
+from smithers_core.http.errors import HttpError
+
+_DECIMAL = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+_PREFIXED = re.compile(r"^0([xXoObB])([0-9a-fA-F]+)$")
+_INT_PREFIX = re.compile(r"^\s*([+-]?\d+)")
+
+
+def js_number(raw: str) -> float:
+    """``Number(raw)``: trims whitespace, ``""`` is 0, hex/octal/binary prefixes, else NaN."""
+    text = raw.strip()
+    if text == "":
+        return 0.0
+    if text in ("Infinity", "+Infinity"):
+        return math.inf
+    if text == "-Infinity":
+        return -math.inf
+    if _DECIMAL.match(text):
+        return float(text)
+    m = _PREFIXED.match(text)
+    if m:
+        base = {"x": 16, "o": 8, "b": 2}[m.group(1).lower()]
+        try:
+            return float(int(m.group(2), base))
+        except ValueError:
+            return math.nan
+    return math.nan
+
+
+def positive_int(raw: str | None, default: int) -> int:
+    """Absent -> default; not finite or <= 0 -> 400; else floor (so "0.5" gives 0)."""
+    if raw is None:
+        return default
+    n = js_number(raw)
+    if not math.isfinite(n) or n <= 0:
+        raise HttpError(400, "INVALID_REQUEST", f'Expected a positive integer, got "{raw}"')
+    return math.floor(n)
+
+
+def optional_int(raw: str | None, default: int) -> int:
+    """Absent -> default; not finite -> 400; else floor."""
+    if raw is None:
+        return default
+    n = js_number(raw)
+    if not math.isfinite(n):
+        raise HttpError(400, "INVALID_REQUEST", f'Expected a number, got "{raw}"')
+    return math.floor(n)
+
+
+def int_prefix(raw: str | None) -> int | None:
+    """``parseInt(raw, 10)``: the leading base-10 integer, or None."""
+    if raw is None:
+        return None
+    m = _INT_PREFIX.match(raw)
+    return int(m.group(1)) if m else None

@@ -1,0 +1,194 @@
+"""The ``bash`` tool (D9): a shell command in ``root_dir`` with a timeout and an output cap.
+
+The command runs in its own process group, killed whole on timeout. Without network access
+(the default, and whatever the host's ``allow_network`` says) it runs in a fresh network
+namespace (``unshare --net``, or ``unshare --user --map-root-user --net`` when unprivileged);
+if neither works it raises ``SANDBOX_UNAVAILABLE`` and never runs unsandboxed. The flag covers
+this tool only, not the task's own Python code.
+
+Inside a task, pass the task context so the host's settings apply::
+
+    def build(t):
+        result = bash("make test", ctx=t, timeout_ms=60_000)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from typing import IO, Any
+
+import anyio.to_thread
+
+from smithers_core.errors import SmithersError
+
+DEFAULT_TIMEOUT_MS = 60_000
+DEFAULT_MAX_OUTPUT_BYTES = 1_048_576
+
+_probe_lock = threading.Lock()
+_sandbox_prefix: list[str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BashResult:
+    """``exitCode`` (None when killed by the timeout), captured output and flags."""
+
+    exit_code: int | None
+    stdout: str
+    stderr: str
+    timed_out: bool
+    truncated: bool
+    duration_ms: int
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "exitCode": self.exit_code,
+            "stdout": self.stdout,
+            "stderr": self.stderr,
+            "timedOut": self.timed_out,
+            "truncated": self.truncated,
+            "durationMs": self.duration_ms,
+        }
+
+
+def _works(prefix: list[str]) -> bool:
+    try:
+        done = subprocess.run(
+            [*prefix, "true"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return done.returncode == 0
+
+
+def sandbox_prefix() -> list[str]:
+    """The command prefix that gives a fresh network namespace, probed once per process."""
+    global _sandbox_prefix
+    with _probe_lock:
+        if _sandbox_prefix is None:
+            unshare = shutil.which("unshare")
+            candidates = (
+                [[unshare, "--net", "--"], [unshare, "--user", "--map-root-user", "--net", "--"]]
+                if unshare
+                else []
+            )
+            for prefix in candidates:
+                if _works(prefix):
+                    _sandbox_prefix = prefix
+                    break
+            else:
+                raise SmithersError(
+                    "SANDBOX_UNAVAILABLE",
+                    "Cannot run bash without network access here (unshare --net is unavailable);"
+                    " refusing to run it unsandboxed",
+                )
+        return list(_sandbox_prefix)
+
+
+def _drain(stream: IO[bytes], sink: bytearray, cap: int, over: list[bool]) -> None:
+    while True:
+        chunk = stream.read1(65536) if hasattr(stream, "read1") else stream.read(65536)
+        if not chunk:
+            break
+        room = cap - len(sink)
+        if room > 0:
+            sink.extend(chunk[:room])
+        if len(chunk) > max(room, 0):
+            over[0] = True
+    stream.close()
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def bash(
+    cmd: str,
+    timeout_ms: int = DEFAULT_TIMEOUT_MS,
+    max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
+    *,
+    ctx: Any = None,
+    cwd: str | None = None,
+    allow_network: bool | None = None,
+    env: dict[str, str] | None = None,
+) -> BashResult:
+    """Run ``cmd`` with ``bash -c`` (blocking; use :func:`bash_async` from async tasks).
+
+    ``cwd`` defaults to ``ctx.root_dir``, else the working directory; ``allow_network``
+    defaults to ``ctx.allow_network``, else False.
+    """
+    if not isinstance(cmd, str) or not cmd.strip():
+        raise SmithersError("INVALID_INPUT", "bash needs a non-empty command")
+    if timeout_ms <= 0 or max_output_bytes < 0:
+        raise SmithersError("INVALID_INPUT", "timeout_ms must be > 0, max_output_bytes >= 0")
+    network = allow_network
+    if network is None:
+        network = bool(getattr(ctx, "allow_network", False))
+    workdir = cwd or getattr(ctx, "root_dir", None) or os.getcwd()
+    argv = ["bash", "-c", cmd]
+    if not network:
+        argv = [*sandbox_prefix(), *argv]
+    began = time.monotonic()
+    proc = subprocess.Popen(
+        argv,
+        cwd=workdir,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    out, err = bytearray(), bytearray()
+    over = [False]
+    assert proc.stdout is not None and proc.stderr is not None
+    readers = [
+        threading.Thread(target=_drain, args=(proc.stdout, out, max_output_bytes, over)),
+        threading.Thread(target=_drain, args=(proc.stderr, err, max_output_bytes, over)),
+    ]
+    for t in readers:
+        t.daemon = True
+        t.start()
+    timed_out = False
+    try:
+        proc.wait(timeout=timeout_ms / 1000)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+    except BaseException:
+        _kill_group(proc)
+        raise
+    finally:
+        # the whole group goes: children that kept the pipes open must not outlive the call
+        _kill_group(proc)
+        proc.wait()
+    for t in readers:
+        t.join(5)
+    return BashResult(
+        exit_code=None if timed_out else proc.returncode,
+        stdout=out.decode("utf-8", "replace"),
+        stderr=err.decode("utf-8", "replace"),
+        timed_out=timed_out,
+        truncated=over[0],
+        duration_ms=int((time.monotonic() - began) * 1000),
+    )
+
+
+async def bash_async(
+    cmd: str,
+    timeout_ms: int = DEFAULT_TIMEOUT_MS,
+    max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
+    **kwargs: Any,
+) -> BashResult:
+    """:func:`bash` on a worker thread, for async tasks."""
+    return await anyio.to_thread.run_sync(lambda: bash(cmd, timeout_ms, max_output_bytes, **kwargs))
