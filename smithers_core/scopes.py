@@ -160,6 +160,16 @@ METHOD_SCOPES: Final[dict[str, str]] = {
     "approvals.list": "run:read",
     "approvals.decide": "approval:submit",
     "signals.send": "signal:submit",
+    # HTTP/legacy-only names with fixed scopes (upstream HTTP_ROUTE_SCOPES) and the rest of
+    # the catalog the gateway knows, so name grants resolve to a scope that never escalates.
+    "approve": "approval:submit",
+    "workflows.list": "run:read",
+    "runs.diff": "run:read",
+    "retryTask": "run:write",
+    "pauseRun": "run:write",
+    "runs.pause": "run:write",
+    "rewindRun": "run:admin",
+    "devtools.jumpToFrame": "run:admin",
 }
 
 

@@ -1,0 +1,68 @@
+"""Method names, legacy aliases and required scopes (reference 5.0, D8).
+
+Scopes of catalogued methods live in :data:`smithers_core.scopes.METHOD_SCOPES`; this module
+adds upstream's resolution order on top: ``config.*`` needs run:admin, ``oneshotMonitor*``
+run:write, ``ext.*`` the extension's own scope, then the catalog, else run:read.
+"""
+
+from __future__ import annotations
+
+from smithers_core import scopes
+
+ALIASES: dict[str, str] = {
+    "runs.create": "launchRun",
+    "runs.get": "getRun",
+    "runs.list": "listRuns",
+    "runs.cancel": "cancelRun",
+    "runs.pause": "pauseRun",
+    "approvals.decide": "submitApproval",
+    "approve": "submitApproval",
+    "signals.send": "submitSignal",
+    "jumpToFrame": "rewindRun",
+    "devtools.jumpToFrame": "rewindRun",
+    "devtools.getNodeOutput": "getNodeOutput",
+    "devtools.getNodeDiff": "getNodeDiff",
+    "cron.list": "cronList",
+    "cron.add": "cronCreate",
+    "cron.remove": "cronDelete",
+    "cron.trigger": "cronRun",
+    "workflows.list": "listWorkflows",
+    "approvals.list": "listApprovals",
+    "runs.descendants": "listRunDescendants",
+}
+
+DEFAULT_SCOPE = "run:read"
+
+
+def canonical(method: str) -> str:
+    return ALIASES.get(method, method)
+
+
+def catalog_scope(method: str) -> str | None:
+    """The method's own catalog or HTTP-route scope; None for extensions and unknown names."""
+    scope = scopes.METHOD_SCOPES.get(method)
+    if scope is None:
+        scope = scopes.METHOD_SCOPES.get(canonical(method))
+    return scope
+
+
+def required_scope(method: str, extension_scope: str | None = None) -> str:
+    if method.startswith("config."):
+        return "run:admin"
+    if method.startswith("oneshotMonitor"):
+        return "run:write"
+    if method.startswith("ext."):
+        return extension_scope or DEFAULT_SCOPE
+    return catalog_scope(method) or DEFAULT_SCOPE
+
+
+def allowed(granted: tuple[str, ...], method: str, required: str, method_scope: str | None) -> bool:
+    """``hasGatewayScope`` for a call of ``method`` (name grants match the called name or its
+    canonical name; they never escalate)."""
+    if scopes.has_scope(granted, required, method, method_scope):
+        return True
+    name = canonical(method)
+    return name != method and scopes.has_scope(granted, required, name, method_scope)
+
+
+__all__ = ["ALIASES", "DEFAULT_SCOPE", "allowed", "canonical", "catalog_scope", "required_scope"]

@@ -1,0 +1,106 @@
+"""Response and event frames, and the HTTP status of each error code (reference 2.2-2.4)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from smithers_core import jsonutil
+from smithers_core.errors import SmithersError
+
+API_VERSION = "v1"
+API_VERSION_HEADER = (b"x-smithers-api-version", b"v1")
+
+_STATUS: dict[str, int] = {}
+for _status, _codes in (
+    (401, "UNAUTHORIZED Unauthorized"),
+    (403, "FORBIDDEN Forbidden"),
+    (
+        404,
+        "NOT_FOUND METHOD_NOT_FOUND RunNotFound ScoreNotFound NodeNotFound AttemptNotFound"
+        " IterationNotFound NodeHasNoOutput EXTENSION_METHOD_NOT_FOUND",
+    ),
+    (
+        400,
+        "INVALID_REQUEST InvalidRequest INVALID_FRAME INVALID_INPUT InvalidInput"
+        " PROTOCOL_UNSUPPORTED InvalidRunId InvalidNodeId InvalidIteration InvalidDelta"
+        " InvalidFrameNo ConfirmationRequired FrameOutOfRange SeqOutOfRange SSRF_BLOCKED"
+        " INVALID_JSON",
+    ),
+    (
+        409,
+        "AttemptNotFinished Busy AlreadyDecided RUN_NOT_ACTIVE RUN_ACTIVE CONFLICT"
+        " REVISION_CONFLICT",
+    ),
+    (413, "DiffTooLarge PayloadTooLarge PAYLOAD_TOO_LARGE"),
+    (429, "RateLimited BackpressureDisconnect QUOTA_EXCEEDED"),
+    (501, "UnsupportedSandbox"),
+):
+    for _code in _codes.split():
+        _STATUS[_code] = _status
+
+
+def status_for_code(code: str) -> int:
+    """``statusForRpcError``; everything unlisted is 500 (``EXTENSION_METHOD_NOT_FOUND`` is
+    404 by D7, and ``INVALID_JSON`` 400 as upstream's HTTP RPC answers it)."""
+    return _STATUS.get(code, 500)
+
+
+def error_object(exc: SmithersError) -> dict[str, Any]:
+    """``{version, code, message, ...details}``: details are spread into the error object."""
+    out: dict[str, Any] = {"version": API_VERSION, "code": exc.code, "message": exc.message}
+    if exc.details:
+        for key, value in exc.details.items():
+            if key not in out:
+                out[key] = value
+    return out
+
+
+def ok_frame(frame_id: str, payload: Any) -> dict[str, Any]:
+    return {
+        "type": "res",
+        "id": frame_id,
+        "ok": True,
+        "apiVersion": API_VERSION,
+        "payload": payload,
+    }
+
+
+def error_frame(frame_id: str, exc: SmithersError) -> dict[str, Any]:
+    return {
+        "type": "res",
+        "id": frame_id,
+        "ok": False,
+        "apiVersion": API_VERSION,
+        "error": error_object(exc),
+    }
+
+
+def encode(frame: Any) -> str:
+    return jsonutil.dumps(frame)
+
+
+def event_text(name: str, payload_json: str, seq: int, state_version: int) -> str:
+    """An event frame, built by concatenation so a broadcast encodes its payload once."""
+    return (
+        '{"type":"event","event":'
+        + jsonutil.dumps(name)
+        + ',"payload":'
+        + payload_json
+        + ',"seq":'
+        + str(seq)
+        + ',"stateVersion":'
+        + str(state_version)
+        + ',"apiVersion":"v1"}'
+    )
+
+
+__all__ = [
+    "API_VERSION",
+    "API_VERSION_HEADER",
+    "encode",
+    "error_frame",
+    "error_object",
+    "event_text",
+    "ok_frame",
+    "status_for_code",
+]

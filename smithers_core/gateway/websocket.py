@@ -1,0 +1,278 @@
+"""The WebSocket session: upgrade limits and gates, challenge, ``connect``/hello, requests
+answered concurrently, auth deadline and cleanup (reference 4.1-4.3).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from smithers_core.auth.gates import check_gates
+from smithers_core.auth.tokens import parse_cookies
+from smithers_core.errors import SmithersError
+from smithers_core.gateway.connection import Connection
+from smithers_core.gateway.frames import encode, error_frame, ok_frame
+from smithers_core.gateway.limits import parse_request_frame
+from smithers_core.gateway.rpc import CallContext
+
+if TYPE_CHECKING:
+    from smithers_core.gateway.gateway import Gateway
+
+LIMIT_BODY = b"Gateway connection limit reached\n"
+ORIGIN_BODY = b"Origin or host is not allowed\n"
+
+
+def scope_headers(scope: dict[str, Any]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for raw_key, raw_value in scope.get("headers") or ():
+        key = raw_key.decode("latin-1").lower()
+        value = raw_value.decode("latin-1")
+        if key in out:
+            out[key] = out[key] + ("; " if key == "cookie" else ", ") + value
+        else:
+            out[key] = value
+    return out
+
+
+async def deny(send: Any, status: int, body: bytes) -> None:
+    """Refuse an upgrade with a raw HTTP response (the ASGI denial-response extension)."""
+    await send(
+        {
+            "type": "websocket.http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"connection", b"close"),
+                (b"x-smithers-api-version", b"v1"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "websocket.http.response.body", "body": body})
+
+
+class WebSocketSession:
+    """Runs one socket from upgrade to close."""
+
+    def __init__(self, gateway: Gateway, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        self.gw = gateway
+        self.scope = scope
+        self.receive = receive
+        self.send = send
+
+    async def run(self) -> None:
+        gw = self.gw
+        message = await self.receive()
+        if message["type"] != "websocket.connect":
+            return
+        headers = scope_headers(self.scope)
+        cookies = parse_cookies(headers.get("cookie"))
+        if gw.authed_count >= gw.options.max_connections or (
+            gw.preauth_count >= gw.options.max_pre_auth_connections
+        ):
+            await deny(self.send, 503, LIMIT_BODY)
+            return
+        failure = check_gates(
+            headers,
+            cookies,
+            auth_enabled=gw.auth.enabled,
+            allowed_origins=gw.auth.allowed_origins,
+            insecure=gw.options.insecure,
+        )
+        if failure is not None:
+            await deny(self.send, 403, ORIGIN_BODY)
+            return
+        conn = Connection(
+            self.send,
+            headers=headers,
+            cookies=cookies,
+            peer=_peer(self.scope),
+            path=str(self.scope.get("path") or "/"),
+            max_outbound_bytes=gw.options.max_outbound_bytes,
+            on_sent=gw.metrics.messages_sent.inc,
+        )
+        gw.preauth_count += 1
+        gw.connections.add(conn)
+        gw.metrics.connections.inc()
+        gw.metrics.connections_active.inc()
+        try:
+            await self.send(
+                {"type": "websocket.accept", "headers": [(b"x-smithers-api-version", b"v1")]}
+            )
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(conn.writer, tg.cancel_scope)
+                gw.send_event(
+                    conn,
+                    "connect.challenge",
+                    {"nonce": str(uuid.uuid4()), "ts": int(time.time() * 1000)},
+                )
+                await self._read_loop(conn, tg)
+                conn.closed = True
+                tg.cancel_scope.cancel()
+        finally:
+            conn.closed = True
+            gw.connections.discard(conn)
+            if conn.authenticated:
+                gw.authed_count -= 1
+            else:
+                gw.preauth_count -= 1
+            gw.metrics.connections_active.dec()
+            gw.metrics.connections_closed.inc()
+            for signal in list(conn.stream_signals):
+                signal.set()
+            for cleanup in list(conn.cleanups):
+                try:
+                    cleanup()
+                except Exception:
+                    pass
+
+    async def _read_loop(self, conn: Connection, tg: Any) -> None:
+        gw = self.gw
+        deadline = time.monotonic() + gw.options.auth_deadline_ms / 1000
+        while True:
+            if conn.authenticated:
+                message = await self.receive()
+            else:
+                remaining = deadline - time.monotonic()
+                message = None
+                if remaining > 0:
+                    with anyio.move_on_after(remaining):
+                        message = await self.receive()
+                if message is None:
+                    if not conn.authenticated:
+                        conn.close(1008, "authentication timeout")
+                        await anyio.sleep_forever()
+                    continue
+            kind = message["type"]
+            if kind == "websocket.disconnect":
+                return
+            if kind != "websocket.receive":
+                continue
+            data = message.get("text")
+            if data is None:
+                data = message.get("bytes") or b""
+            gw.metrics.messages_received.inc()
+            tg.start_soon(self._handle, conn, data)
+
+    async def _handle(self, conn: Connection, data: str | bytes) -> None:
+        gw = self.gw
+        try:
+            frame_id, method, params = parse_request_frame(data, gw.options.max_payload)
+        except SmithersError as exc:
+            gw.metrics.errors.labels(exc.code).inc()
+            conn.push_frame(error_frame("invalid", exc))
+            return
+        except Exception as exc:
+            conn.push_frame(error_frame("server", SmithersError("SERVER_ERROR", str(exc))))
+            return
+        if method == "connect":
+            await self._connect(conn, frame_id, params)
+            return
+        if conn.identity is None:
+            conn.push_frame(error_frame(frame_id, SmithersError("UNAUTHORIZED", "Connect first")))
+            return
+        gw.metrics.rpc_calls.labels(gw.method_label(method), "ws").inc()
+        ctx = CallContext(conn.identity, "ws", conn, conn.id)
+        try:
+            payload = await gw.dispatcher.call(ctx, method, params)
+        except SmithersError as exc:
+            gw.metrics.errors.labels(exc.code).inc()
+            conn.push_frame(error_frame(frame_id, exc))
+            return
+        except Exception as exc:
+            gw.metrics.errors.labels("SERVER_ERROR").inc()
+            conn.push_frame(error_frame(frame_id, SmithersError("SERVER_ERROR", str(exc))))
+            return
+        try:
+            text = encode(ok_frame(frame_id, payload))
+        except (TypeError, ValueError) as exc:
+            text = encode(error_frame(frame_id, SmithersError("SERVER_ERROR", str(exc))))
+        conn.push(text)
+
+    async def _connect(self, conn: Connection, frame_id: str, params: Any) -> None:
+        gw = self.gw
+        try:
+            identity, subscribe = await self._check_connect(conn, params)
+        except SmithersError as exc:
+            gw.metrics.errors.labels(exc.code).inc()
+            conn.push_frame(error_frame(frame_id, exc))
+            if exc.code == "UNAUTHORIZED":
+                gw.metrics.auth_events.labels("failure").inc()
+                if not conn.authenticated:
+                    conn.close(1008, "authentication failed")
+            return
+        gw.metrics.auth_events.labels("success").inc()
+        if not conn.authenticated:
+            if gw.authed_count >= gw.options.max_connections:
+                conn.push_frame(
+                    error_frame(
+                        frame_id,
+                        SmithersError("CONNECTION_LIMIT", "Gateway connection limit reached"),
+                    )
+                )
+                conn.close(1013, "connection limit reached")
+                return
+            gw.preauth_count -= 1
+            gw.authed_count += 1
+        conn.identity = identity
+        conn.session_token = str(uuid.uuid4())
+        conn.subscribed = subscribe
+        conn.push_frame(ok_frame(frame_id, await gw.hello_payload(conn)))
+
+    async def _check_connect(self, conn: Connection, params: Any) -> tuple[Any, set[str] | None]:
+        gw = self.gw
+        if not isinstance(params, dict):
+            raise SmithersError("INVALID_REQUEST", "Connect params must be an object")
+        lo, hi = params.get("minProtocol"), params.get("maxProtocol")
+        if not _is_number(lo) or not _is_number(hi) or not params.get("client"):
+            raise SmithersError(
+                "INVALID_REQUEST", "Connect request is missing protocol negotiation fields"
+            )
+        for name, value in (("minProtocol", lo), ("maxProtocol", hi)):
+            if not isinstance(value, int) or value < 1:
+                raise SmithersError(
+                    "INVALID_INPUT",
+                    f"{name} must be an integer greater than 0",
+                    {"field": name},
+                )
+        protocol = gw.options.protocol
+        assert isinstance(lo, int) and isinstance(hi, int)
+        if lo > protocol or hi < protocol:
+            raise SmithersError(
+                "PROTOCOL_UNSUPPORTED",
+                f"Gateway protocol {protocol} is not supported by the client",
+                {"protocol": protocol},
+            )
+        auth = params.get("auth")
+        token = auth.get("token") if isinstance(auth, dict) else None
+        identity = await gw.authenticate(
+            "ws",
+            conn.headers,
+            conn.cookies,
+            conn.peer,
+            conn.path,
+            token if isinstance(token, str) else None,
+        )
+        raw = params.get("subscribe")
+        subscribe = {s for s in raw if isinstance(s, str)} if isinstance(raw, list) else None
+        return identity, subscribe
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _peer(scope: dict[str, Any]) -> Any:
+    client = scope.get("client")
+    if client:
+        return (str(client[0]), int(client[1]))
+    server = scope.get("server")
+    if server is None or (isinstance(server, tuple) and server[1] is None):
+        return "unix"
+    return None
+
+
+__all__ = ["WebSocketSession", "deny", "scope_headers"]
