@@ -79,6 +79,7 @@ def _register_later_commands(commands: argparse._SubParsersAction[argparse.Argum
         "smithers_core.cli_runs",
         "smithers_core.cli_server",
         "smithers_core.cli_gateway",
+        "smithers_core.cli_token",
     ):
         try:
             module = __import__(module_name, fromlist=["register"])
