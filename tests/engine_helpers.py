@@ -24,6 +24,8 @@ from smithers_core.store.db import SmithersDb
 from smithers_core.store.sqlite import SqliteStore
 from smithers_core.workflow.definition import Workflow
 
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
 FAST = {
     "timer_tick_ms": 20,
     "cancel_poll_ms": 20,
@@ -195,8 +197,9 @@ class Harness:
         return self.db.get_output(run_id, node_id, iteration)
 
     def has_output(self, run_id: str, node_id: str, iteration: int = 0) -> bool:
+        assert self.store is not None
         return bool(
-            self.store.read(  # type: ignore[union-attr]
+            self.store.read(
                 lambda c: c.execute(
                     "SELECT 1 FROM _smithers_outputs WHERE run_id = ? AND node_id = ?"
                     " AND iteration = ?",

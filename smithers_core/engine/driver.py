@@ -91,6 +91,26 @@ def backoff_delay(task: Task, failures: int, cap_ms: int) -> int:
     return int(min(delay, cap_ms))
 
 
+def _render_predicate(fn: Callable[[Ctx], Any], ctx: Ctx, what: str) -> bool:
+    """Evaluate render-time user code (a loop's ``until``, an auto-approve ``condition``).
+
+    Like an exception in ``build`` (D4), an exception here fails the run with
+    ``RENDER_FAILED`` instead of surfacing as an engine error.
+    """
+    try:
+        return bool(fn(ctx))
+    except SmithersError as exc:
+        if exc.code == "MISSING_OUTPUT":
+            raise SmithersError("RENDER_FAILED", exc.message, exc.details) from exc
+        raise
+    except Exception as exc:
+        raise SmithersError(
+            "RENDER_FAILED",
+            f"{what} failed: {type(exc).__name__}: {exc}",
+            {"error": type(exc).__name__},
+        ) from exc
+
+
 def _model_name(model: type[BaseModel] | None) -> str:
     return model.__name__ if model is not None else ""
 
@@ -129,6 +149,8 @@ class RunDriver:
         self.done = anyio.Event()
         self.final_status: str | None = None
         self._tg: anyio.abc.TaskGroup | None = None
+        # bumped whenever an attempt settles (leaves ``inflight``); see ``_loop``
+        self._settled_attempts = 0
 
     # -- signals from the engine -----------------------------------------------------------
     def poke(self) -> None:
@@ -176,7 +198,12 @@ class RunDriver:
                 await self._cancel()
                 return
             self._wake = anyio.Event()
+            settled = self._settled_attempts
             st = await self.store.aread(lambda c: load_run_state(c, self.run_id))
+            if settled != self._settled_attempts:
+                # An attempt settled while the snapshot was read: the snapshot may predate its
+                # outcome while ``inflight`` no longer lists it (the node would look stuck).
+                continue
             if st is None:
                 self.lost = True
                 continue
@@ -251,21 +278,86 @@ class RunDriver:
         step = Step()
         now = now_ms()
         self._unmount(plan)
+        self._unmount_waiting(plan, st, step)
         self._mount(plan, st, step)
+        self._mount_loops(plan, st, step)
         if plan.frame_hash != st.last_frame_hash:
             self._frame(plan, st, step)
         if step.changes:
             return step  # commit mounts and the frame first, then schedule (upstream order)
         walker = _Walker(self, plan, st, step, now, ctx)
         step.done = walker.walk(plan.root) if plan.root is not None else True
+        walker.resolve_waits()
         if step.fatal:
+            # Q17: start nothing new (no attempt rows, requests, waits or timers either);
+            # in-flight siblings finish, then the run fails.
             step.starts.clear()
+            step.changes.clear()
         return step
 
     def _unmount(self, plan: RenderPlan) -> None:
         for key, infl in list(self.inflight.items()):
             if key not in plan.leaves and infl.reason is None:
                 self._cancel_attempt(infl, "unmounted")
+
+    def _unmount_waiting(self, plan: RenderPlan, st: RunState, step: Step) -> None:
+        """Withdraw approvals, waits and timers that left the tree (``reason: unmounted``).
+
+        Without this a finished run would keep a ``requested`` approval (listed as pending)
+        and nodes counted as ``waiting-*``. A node mounted again is asked or started anew.
+        """
+        gone = [
+            key
+            for key, node in st.nodes.items()
+            if key not in plan.leaves
+            and node["state"] in ("waiting-approval", "waiting-event", "waiting-timer")
+        ]
+        if not gone:
+            return
+        run_id = self.run_id
+
+        def change(tx: Tx) -> None:
+            for key in sorted(gone):
+                where = (run_id, key[0], key[1])
+                tx.execute(
+                    "DELETE FROM _smithers_approvals WHERE run_id = ? AND node_id = ?"
+                    " AND iteration = ? AND status = 'requested'",
+                    where,
+                )
+                attempt: int | None = None
+                for a in tx.all(
+                    "SELECT attempt, state FROM _smithers_attempts WHERE run_id = ?"
+                    " AND node_id = ? AND iteration = ?"
+                    " AND state IN ('waiting-event', 'waiting-timer')",
+                    where,
+                ):
+                    attempt = int(a["attempt"])
+                    tx.execute(
+                        "UPDATE _smithers_attempts SET state = 'cancelled', finished_at_ms = ?,"
+                        " error_json = ? WHERE run_id = ? AND node_id = ? AND iteration = ?"
+                        " AND attempt = ?",
+                        (
+                            tx.now,
+                            jsonutil.dumps(
+                                {
+                                    "code": "CANCELLED",
+                                    "message": "Cancelled (unmounted)",
+                                    "reason": "unmounted",
+                                }
+                            ),
+                            *where,
+                            attempt,
+                        ),
+                    )
+                    if a["state"] == "waiting-timer":
+                        tx.emit(run_id, "TimerCancelled", timerId=key[0], **node_event(key))
+                set_node(tx, run_id, key[0], key[1], "cancelled")
+                fields: dict[str, Any] = {"reason": "unmounted"}
+                if attempt is not None:
+                    fields["attempt"] = attempt
+                tx.emit(run_id, "NodeCancelled", **node_event(key, **fields))
+
+        step.changes.append(change)
 
     def _mount(self, plan: RenderPlan, st: RunState, step: Step) -> None:
         new = [p for key, p in plan.leaves.items() if key not in st.nodes]
@@ -291,6 +383,25 @@ class RunDriver:
                     tx.emit(run_id, "NodeSkipped", **node_event(p.key))
                 else:
                     tx.emit(run_id, "NodePending", **node_event(p.key))
+
+        step.changes.append(change)
+
+    def _mount_loops(self, plan: RenderPlan, st: RunState, step: Step) -> None:
+        """Record iteration 0 of newly mounted loops, so ``ctx.iteration_count(loop)`` counts
+        the started iteration (1, not 0) while it runs and when ``until`` is evaluated."""
+        new = [loop_id for loop_id in plan.loops if loop_id not in st.loops]
+        if not new:
+            return
+        run_id = self.run_id
+
+        def change(tx: Tx) -> None:
+            for loop_id in new:
+                tx.execute(
+                    "INSERT INTO _smithers_ralph (run_id, ralph_id, iteration, done,"
+                    " updated_at_ms) VALUES (?, ?, 0, 0, ?)"
+                    " ON CONFLICT(run_id, ralph_id) DO NOTHING",
+                    (run_id, loop_id, tx.now),
+                )
 
         step.changes.append(change)
 
@@ -475,13 +586,18 @@ class RunDriver:
                         async with anyio.create_task_group() as inner:
                             if leaf.heartbeat_timeout_ms:
                                 inner.start_soon(self._watchdog, leaf, infl, hb, inner, timed_out)
-                            result["value"] = await self._call(leaf, infl.tctx, spec.deps)
+                            try:
+                                result["value"] = await self._call(leaf, infl.tctx, spec.deps)
+                            except Exception as exc:  # raised here, it would become a group
+                                result["error"] = exc
                             inner.cancel_scope.cancel()
                     if timed_out["heartbeat"]:
                         raise SmithersError(
                             "TASK_HEARTBEAT_TIMEOUT",
                             f"Task {leaf.id!r} sent no heartbeat for {leaf.heartbeat_timeout_ms} ms",
                         )
+                    if "error" in result:
+                        raise result["error"]
                     outcome = ("ok", self._validate(leaf, result["value"]))
                 except TimeoutError:
                     infl.tctx._cancel()
@@ -499,6 +615,7 @@ class RunDriver:
                 await self._record_outcome(spec, infl, outcome)
         finally:
             self.inflight.pop(infl.key, None)
+            self._settled_attempts += 1
             self.poke()
 
     async def _watchdog(
@@ -664,7 +781,9 @@ class RunDriver:
                         *where,
                     ),
                 )
-                state = "cancelled" if reason == "aborted" else "pending"
+                # shutdown hands the node back (D6); aborted and unmounted attempts are
+                # cancelled (a remounted node still starts again, not counted as a failure)
+                state = "pending" if reason == "shutdown" else "cancelled"
                 set_node(tx, run_id, key[0], key[1], state)
                 tx.emit(run_id, "NodeCancelled", **node_event(key, attempt=attempt, reason=reason))
 
@@ -759,7 +878,8 @@ class _Walker:
         self.cap = driver.workflow.max_concurrency
         self.taken_signals: set[int] = set()
         self.par_stack: list[list[int]] = []  # [in_flight_count, cap]
-        self.waits: list[tuple[int, PLeaf]] = []
+        # waits with a started attempt: (attempt start, tree position, leaf, node, attempt row)
+        self.waits: list[tuple[int, int, PLeaf, WaitSignal, dict[str, Any]]] = []
 
     # terminal: finished, skipped, or failed with continue_on_fail
     def status(self, p: PLeaf) -> str:
@@ -1074,7 +1194,11 @@ class _Walker:
             return False
         cond = auto.condition
         if cond is not None:
-            met = cond(self.ctx) if callable(cond) else bool(cond)
+            met = (
+                _render_predicate(cond, self.ctx, f"Approval {leaf.id!r} auto_approve condition")
+                if callable(cond)
+                else bool(cond)
+            )
             if not met:
                 return False
         return True
@@ -1111,14 +1235,32 @@ class _Walker:
 
             self.step.changes.append(start)
             return
+        wait_meta: dict[str, Any] = attempt["meta"].get("waitForEvent") or {}
+        started_at = int(wait_meta.get("startedAtMs") or attempt["started_at_ms"])
+        self.waits.append((started_at, p.ordinal, p, leaf, attempt))
+
+    def resolve_waits(self) -> None:
+        """Match buffered signals to the waits found by the walk (D4): the wait whose attempt
+        started first (then the lower tree position) takes the lowest matching seq."""
+        for _, _, p, leaf, attempt in sorted(self.waits, key=lambda w: (w[0], w[1])):
+            self.resolve_wait(p, leaf, attempt)
+
+    def resolve_wait(self, p: PLeaf, leaf: WaitSignal, attempt: dict[str, Any]) -> None:
+        key = p.key
         meta = attempt["meta"].get("waitForEvent") or {}
         number = int(attempt["attempt"])
         model = leaf.output
+        timeout = meta.get("timeoutMs")
+        due: int | None = None
+        if timeout is not None:
+            due = int(meta.get("startedAtMs") or attempt["started_at_ms"]) + int(timeout)
         for sig in self.st.signals:
             if sig["seq"] in self.taken_signals:
                 continue
             if sig["signal_name"] != leaf.signal or sig["correlation_id"] != leaf.correlation_id:
                 continue
+            if due is not None and int(sig["received_at_ms"]) >= due:
+                continue  # arrived after the wait timed out (the run had not noticed yet)
             self.taken_signals.add(sig["seq"])
             payload = jsonutil.loads(sig["payload_json"])
             try:
@@ -1132,9 +1274,7 @@ class _Walker:
                 continue
             self.consume_signal(key, number, attempt["meta"], sig, value, model)
             return
-        timeout = meta.get("timeoutMs")
-        if timeout is not None:
-            due = int(meta.get("startedAtMs") or attempt["started_at_ms"]) + int(timeout)
+        if due is not None:
             if due <= self.now:
                 self.time_out_wait(key, number, leaf)
                 return
@@ -1305,7 +1445,11 @@ class _Walker:
     def loop_iteration_done(self, ploop: PLoop) -> None:
         loop = ploop.loop
         until = loop.until
-        finished = until(self.ctx) if callable(until) else bool(until)
+        finished = (
+            _render_predicate(until, self.ctx, f"Loop {loop.id!r} until")
+            if callable(until)
+            else bool(until)
+        )
         run_id, loop_id, iteration = self.run_id, loop.id, ploop.iteration
         if finished:
             new_iteration, done = iteration, True
