@@ -175,8 +175,8 @@ def test_wait_stays_until_another_process_decides(tmp_path: Path) -> None:
         ],
         cwd=cwd,
         env=_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
         text=True,
     )
     try:
@@ -216,8 +216,8 @@ def test_cancel_from_another_process_exits_4(tmp_path: Path) -> None:
         ],
         cwd=cwd,
         env=_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
         text=True,
     )
     try:

@@ -107,8 +107,8 @@ def _start_up(tmp_path: Path) -> subprocess.Popen[bytes]:
         ],
         cwd=tmp_path,
         env=_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
 
 

@@ -325,6 +325,8 @@ class SmithersDb:
                 " _smithers_approvals a JOIN _smithers_runs r ON r.run_id = a.run_id"
                 " LEFT JOIN _smithers_nodes n ON n.run_id = a.run_id AND n.node_id = a.node_id"
                 " AND n.iteration = a.iteration WHERE a.status = 'requested'"
+                " AND r.status NOT IN ('finished', 'failed', 'cancelled', 'continued')"
+                " AND n.state IN ('waiting-approval', 'waiting_approval')"
                 " AND (? IS NULL OR a.run_id = ?) ORDER BY a.requested_at_ms, a.run_id",
                 (run_id, run_id),
             ).fetchall()
