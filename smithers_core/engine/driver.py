@@ -31,6 +31,7 @@ from smithers_core.engine.transitions import (
     finish_run,
     node_event,
     set_node,
+    write_output,
 )
 from smithers_core.errors import SmithersError
 from smithers_core.store.sqlite import Tx
@@ -720,21 +721,7 @@ class RunDriver:
                 return
             where = (run_id, key[0], key[1], attempt)
             if kind == "ok":
-                tx.execute(
-                    "INSERT INTO _smithers_outputs (run_id, node_id, iteration, output_table,"
-                    " payload_json, schema_json) VALUES (?, ?, ?, ?, ?, ?)"
-                    " ON CONFLICT(run_id, node_id, iteration) DO UPDATE SET"
-                    " output_table = excluded.output_table, payload_json = excluded.payload_json,"
-                    " schema_json = excluded.schema_json",
-                    (
-                        run_id,
-                        key[0],
-                        key[1],
-                        _model_name(model),
-                        jsonutil.dumps(value),
-                        jsonutil.dumps(model.model_json_schema()) if model is not None else None,
-                    ),
-                )
+                write_output(tx, run_id, key, model, value)
                 tx.execute(
                     "UPDATE _smithers_attempts SET state = 'finished', finished_at_ms = ?"
                     " WHERE run_id = ? AND node_id = ? AND iteration = ? AND attempt = ?",
@@ -1101,20 +1088,7 @@ class _Walker:
             )
             tx.emit(run_id, "NodeStarted", **node_event(key, attempt=attempt))
             if output is not None:
-                tx.execute(
-                    "INSERT INTO _smithers_outputs (run_id, node_id, iteration, output_table,"
-                    " payload_json, schema_json) VALUES (?, ?, ?, ?, ?, ?)"
-                    " ON CONFLICT(run_id, node_id, iteration) DO UPDATE SET"
-                    " payload_json = excluded.payload_json",
-                    (
-                        run_id,
-                        key[0],
-                        key[1],
-                        _model_name(model),
-                        jsonutil.dumps(_dump_output(output)),
-                        jsonutil.dumps(model.model_json_schema()) if model else None,
-                    ),
-                )
+                write_output(tx, run_id, key, model, _dump_output(output))
             set_node(tx, run_id, key[0], key[1], outcome, last_attempt=attempt)
             if outcome == "failed":
                 tx.emit(run_id, "NodeFailed", **node_event(key, attempt=attempt, error=err))
@@ -1328,20 +1302,7 @@ class _Walker:
                 " consumed_at_ms = ? WHERE run_id = ? AND seq = ?",
                 (key[0], key[1], tx.now, run_id, sig["seq"]),
             )
-            tx.execute(
-                "INSERT INTO _smithers_outputs (run_id, node_id, iteration, output_table,"
-                " payload_json, schema_json) VALUES (?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT(run_id, node_id, iteration) DO UPDATE SET"
-                " payload_json = excluded.payload_json",
-                (
-                    run_id,
-                    key[0],
-                    key[1],
-                    _model_name(model),
-                    jsonutil.dumps(value),
-                    jsonutil.dumps(model.model_json_schema()) if model else None,
-                ),
-            )
+            write_output(tx, run_id, key, model, value)
             tx.execute(
                 "UPDATE _smithers_attempts SET state = 'finished', finished_at_ms = ?,"
                 " meta_json = ? WHERE run_id = ? AND node_id = ? AND iteration = ? AND attempt = ?",

@@ -6,7 +6,10 @@ and emits the events describing the change, so a row never commits without its e
 
 from __future__ import annotations
 
+import functools
 from typing import Any
+
+from pydantic import BaseModel
 
 from smithers_core import jsonutil
 from smithers_core.errors import SmithersError
@@ -62,6 +65,32 @@ def set_node(
             last_attempt,
             output_table,
             label,
+        ),
+    )
+
+
+@functools.lru_cache(maxsize=512)
+def _schema_json(model: type[BaseModel]) -> str:
+    return jsonutil.dumps(model.model_json_schema())
+
+
+def write_output(
+    tx: Tx, run_id: str, key: tuple[str, int], model: type[BaseModel] | None, payload: Any
+) -> None:
+    """Upsert a node's output row (JSON payload plus the JSON schema of its model)."""
+    tx.execute(
+        "INSERT INTO _smithers_outputs (run_id, node_id, iteration, output_table,"
+        " payload_json, schema_json) VALUES (?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT(run_id, node_id, iteration) DO UPDATE SET"
+        " output_table = excluded.output_table, payload_json = excluded.payload_json,"
+        " schema_json = excluded.schema_json",
+        (
+            run_id,
+            key[0],
+            key[1],
+            model.__name__ if model is not None else "",
+            jsonutil.dumps(payload),
+            _schema_json(model) if model is not None else None,
         ),
     )
 
