@@ -10,6 +10,7 @@ end and never re-broadcasts history (D10).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
@@ -106,7 +107,7 @@ class EventHub:
             await anyio.sleep(self.poll_ms / 1000)
             try:
                 after = self._last_rowid
-                events = await self.store.aread(lambda c: _tail(c, after))
+                events = await self.store.aread(functools.partial(_tail, after_rowid=after))
             except Exception:
                 log.exception("event poll failed")
                 continue
@@ -171,7 +172,7 @@ class EventHub:
                 await waiter.wait()
 
 
-def _tail(conn: object, after_rowid: int) -> list[CommittedEvent]:
+def _tail(conn: object, *, after_rowid: int) -> list[CommittedEvent]:
     import sqlite3
 
     assert isinstance(conn, sqlite3.Connection)

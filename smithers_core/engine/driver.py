@@ -79,6 +79,11 @@ class Step:
         self.wake_at = at if self.wake_at is None else min(self.wake_at, at)
 
 
+def _apply_all(changes: list[Change], tx: Tx) -> None:
+    for change in changes:
+        change(tx)
+
+
 def backoff_delay(task: Task, failures: int, cap_ms: int) -> int:
     if failures <= 0:
         return 0
@@ -222,14 +227,8 @@ class RunDriver:
                 await self._fail(error_dict(exc))
                 return
             if step.changes or step.starts:
-                changes = step.changes
                 starts = step.starts
-
-                def apply(tx: Tx) -> None:
-                    for change in changes:
-                        change(tx)
-
-                await self.store.write(apply)
+                await self.store.write(functools.partial(_apply_all, step.changes))
                 assert self._tg is not None
                 for spec in starts:
                     self._launch_attempt(spec)
@@ -595,7 +594,8 @@ class RunDriver:
                     if timed_out["heartbeat"]:
                         raise SmithersError(
                             "TASK_HEARTBEAT_TIMEOUT",
-                            f"Task {leaf.id!r} sent no heartbeat for {leaf.heartbeat_timeout_ms} ms",
+                            f"Task {leaf.id!r} sent no heartbeat for"
+                            f" {leaf.heartbeat_timeout_ms} ms",
                         )
                     if "error" in result:
                         raise result["error"]
@@ -883,10 +883,7 @@ class _Walker:
         if isinstance(node, PLeaf):
             return self.leaf(node)
         if isinstance(node, PSeq):
-            for child in node.children:
-                if not self.walk(child):
-                    return False
-            return True
+            return all(self.walk(child) for child in node.children)
         if isinstance(node, PPar):
             entry = [self._count_inflight(node), node.max_concurrency or 0]
             self.par_stack.append(entry)

@@ -10,9 +10,11 @@ Use it as an async context manager; leaving it suspends (never cancels) active r
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
+import sqlite3
 import uuid
 from collections.abc import Callable
 from contextlib import AsyncExitStack
@@ -425,7 +427,7 @@ class Engine:
                 continue
             owner = self.owner_id
 
-            def beat(tx: Tx) -> None:
+            def beat(tx: Tx, owner: str = owner) -> None:
                 tx.execute(
                     "UPDATE _smithers_runs SET heartbeat_at_ms = ?"
                     " WHERE runtime_owner_id = ? AND status = 'running'",
@@ -445,13 +447,7 @@ class Engine:
                 continue
             owner = self.owner_id
             try:
-                rows = await self.store.aread(
-                    lambda c: c.execute(
-                        "SELECT run_id, cancel_requested_at_ms, inbox_seq FROM _smithers_runs"
-                        " WHERE runtime_owner_id = ?",
-                        (owner,),
-                    ).fetchall()
-                )
+                rows = await self.store.aread(functools.partial(_owned_runs, owner=owner))
             except Exception:
                 log.exception("cancel poll failed")
                 continue
@@ -536,6 +532,14 @@ class Engine:
         if self._tg is None or self._closing:
             return
         self._tg.start_soon(self._try_resume, run_id)
+
+
+def _owned_runs(conn: sqlite3.Connection, *, owner: str) -> list[sqlite3.Row]:
+    return conn.execute(
+        "SELECT run_id, cancel_requested_at_ms, inbox_seq FROM _smithers_runs"
+        " WHERE runtime_owner_id = ?",
+        (owner,),
+    ).fetchall()
 
 
 def input_model_dump(value: BaseModel) -> dict[str, Any]:

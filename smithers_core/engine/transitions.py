@@ -147,7 +147,7 @@ def cancel_waiting_nodes(tx: Tx, run_id: str, reason: str) -> None:
 
 
 def finish_run(tx: Tx, run_id: str, status: str, error: dict[str, Any] | None = None) -> None:
-    """Write a terminal run status and its event (``RunFinished``/``RunFailed``/``RunCancelled``)."""
+    """Write a terminal run status and its event (RunFinished, RunFailed or RunCancelled)."""
     tx.execute(
         "UPDATE _smithers_runs SET status = ?, finished_at_ms = ?, heartbeat_at_ms = NULL,"
         " runtime_owner_id = NULL, wake_at_ms = NULL, error_json = ? WHERE run_id = ?",

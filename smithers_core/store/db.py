@@ -287,7 +287,8 @@ class SmithersDb:
         def q(c: sqlite3.Connection) -> dict[str, Any] | None:
             if frame_no is None:
                 r = c.execute(
-                    "SELECT * FROM _smithers_frames WHERE run_id = ? ORDER BY frame_no DESC LIMIT 1",
+                    "SELECT * FROM _smithers_frames WHERE run_id = ?"
+                    " ORDER BY frame_no DESC LIMIT 1",
                     (run_id,),
                 ).fetchone()
             else:
@@ -305,7 +306,8 @@ class SmithersDb:
                 jsonutil.loads(r[0])
                 if (
                     r := c.execute(
-                        "SELECT payload_json FROM _smithers_outputs WHERE run_id = ? AND node_id = ?"
+                        "SELECT payload_json FROM _smithers_outputs"
+                        " WHERE run_id = ? AND node_id = ?"
                         " AND iteration = ?",
                         (run_id, node_id, iteration),
                     ).fetchone()
