@@ -1,0 +1,84 @@
+"""RunService operations the hosts share: rerun, listing, run shapes (D7 Q10, Q11)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+
+from smithers_core import Task, workflow
+from smithers_core.errors import SmithersError
+from tests.engine_helpers import Harness
+
+pytestmark = pytest.mark.anyio
+
+
+class In(BaseModel):
+    n: int = 1
+    label: str = "x"
+
+
+class Out(BaseModel):
+    doubled: int
+
+
+@workflow("double", input=In)
+def double(ctx):  # type: ignore[no-untyped-def]
+    return Task("d", lambda t: Out(doubled=t.input.n * 2), output=Out)
+
+
+async def test_rerun_uses_the_stored_validated_input(tmp_path: Path) -> None:
+    async with Harness(tmp_path) as h:
+        first, status = await h.start(double, {"n": 21})
+        assert status == "finished"
+        result = await h.svc.rerun(first, double, new_run_id="again")
+        assert result == {"runId": "again", "status": "running"}
+        assert await h.settle("again") == "finished"
+        assert h.output("again", "d") == {"doubled": 42}
+        assert h.svc.db.input_of("again") == {"n": 21, "label": "x"}
+        with pytest.raises(SmithersError) as err:
+            await h.svc.rerun("nope", double)
+        assert err.value.code == "RUN_NOT_FOUND"
+
+
+async def test_list_runs_newest_first_with_exact_status_filter(tmp_path: Path) -> None:
+    async with Harness(tmp_path) as h:
+        ids = []
+        for i in range(3):
+            rid, _ = await h.start(double, {"n": i})
+            ids.append(rid)
+        runs = await h.svc.list_runs(limit=2)
+        assert [r["runId"] for r in runs] == [ids[2], ids[1]]
+        assert await h.svc.list_runs(status="running") == []
+        assert len(await h.svc.list_runs(status="finished")) == 3
+
+
+async def test_get_run_shape(tmp_path: Path) -> None:
+    async with Harness(tmp_path) as h:
+        rid, _ = await h.start(double, {"n": 2})
+        run = await h.svc.get_run(rid)
+        assert set(run) >= {
+            "runId",
+            "parentRunId",
+            "workflowName",
+            "workflowPath",
+            "workflowHash",
+            "status",
+            "createdAtMs",
+            "startedAtMs",
+            "finishedAtMs",
+            "heartbeatAtMs",
+            "runtimeOwnerId",
+            "cancelRequestedAtMs",
+            "errorJson",
+            "configJson",
+            "summary",
+            "runState",
+        }
+        assert run["summary"] == {"finished": 1}
+        assert run["runState"]["state"] == "succeeded"
+        assert run["runState"]["computedAt"].endswith("Z")
+        with pytest.raises(SmithersError) as err:
+            await h.svc.get_run("missing")
+        assert err.value.code == "RUN_NOT_FOUND"
