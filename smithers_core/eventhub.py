@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
+import json
 import logging
+import time
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -39,10 +43,20 @@ class StoredEvent:
 class EventHub:
     """Wakes event readers on commit (in process) and on poll (other processes)."""
 
-    def __init__(self, store: SqliteStore, *, poll_ms: int = 250, page_size: int = 500) -> None:
+    def __init__(
+        self,
+        store: SqliteStore,
+        *,
+        poll_ms: int = 250,
+        page_size: int = 500,
+        window_size: int = 10_000,
+        max_windows: int = 1_000,
+        terminal_grace_ms: int = 1_000,
+    ) -> None:
         self.store = store
         self.poll_ms = poll_ms
         self.page_size = page_size
+        self.windows = RunWindows(window_size, max_windows, terminal_grace_ms)
         self._waiters: dict[str, anyio.Event] = {}
         self._any: anyio.Event = anyio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -86,6 +100,13 @@ class EventHub:
             pass
 
     def _wake(self, events: list[CommittedEvent]) -> None:
+        fresh: list[CommittedEvent] = []
+        for event in events:
+            if self.windows.append(event):
+                fresh.append(event)
+        if not fresh:
+            return
+        events = fresh
         runs = {e.run_id for e in events}
         top = max(e.rowid for e in events)
         if top > self._last_rowid:
@@ -113,6 +134,7 @@ class EventHub:
                 continue
             if events:
                 self._wake(events)
+            self.windows.release_expired()
 
     def waiter(self, run_id: str) -> anyio.Event:
         """An event set at the next commit touching ``run_id``."""
@@ -127,8 +149,12 @@ class EventHub:
 
     # -- reading --------------------------------------------------------------------------
     def read(self, run_id: str, after_seq: int, limit: int | None = None) -> list[StoredEvent]:
-        """Events of ``run_id`` with ``seq > after_seq`` (indexed point read)."""
+        """Events of ``run_id`` with ``seq > after_seq``: from the run's in-memory window when
+        it covers the cursor, else from the event table (an indexed point read)."""
         n = limit or self.page_size
+        cached = self.windows.read(run_id, after_seq, n)
+        if cached is not None:
+            return cached
         return self.store.read(
             lambda c: [
                 StoredEvent(run_id, r[0], r[1], r[2], r[3])
@@ -177,8 +203,102 @@ def _tail(conn: object, *, after_rowid: int) -> list[CommittedEvent]:
 
     assert isinstance(conn, sqlite3.Connection)
     rows = conn.execute(
-        "SELECT rowid, run_id, seq, type FROM _smithers_events WHERE rowid > ? ORDER BY rowid"
-        " LIMIT 5000",
+        "SELECT rowid, run_id, seq, type, payload_json FROM _smithers_events WHERE rowid > ?"
+        " ORDER BY rowid LIMIT 5000",
         (after_rowid,),
     ).fetchall()
-    return [CommittedEvent(r[1], r[2], r[3], {}, b"", r[0]) for r in rows]
+    return [CommittedEvent(r[1], r[2], r[3], json.loads(r[4]), r[4].encode(), r[0]) for r in rows]
+
+
+TERMINAL_EVENTS = frozenset({"RunFinished", "RunFailed", "RunCancelled", "RunContinuedAsNew"})
+
+
+class _Window:
+    __slots__ = ("events", "first_seq", "terminal_at", "used_at")
+
+    def __init__(self, first_seq: int) -> None:
+        self.events: deque[StoredEvent] = deque()
+        self.first_seq = first_seq
+        self.terminal_at: float | None = None
+        self.used_at = time.monotonic()
+
+    @property
+    def last_seq(self) -> int:
+        return self.first_seq + len(self.events) - 1
+
+
+class RunWindows:
+    """Per-run bounded windows of recent events, contiguous by seq (D10, gateway.md 4.6).
+
+    Windows only cache: a reader whose cursor is older than a window falls back to the event
+    table, so nothing is ever lost. At most ``max_windows`` runs are retained (terminal windows
+    are evicted first, then the least recently used); a terminal window is released
+    ``terminal_grace_ms`` after its run ended.
+    """
+
+    def __init__(self, size: int, max_windows: int, terminal_grace_ms: int) -> None:
+        self.size = max(1, size)
+        self.max_windows = max(1, max_windows)
+        self.grace_s = terminal_grace_ms / 1000
+        self._windows: OrderedDict[str, _Window] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._windows)
+
+    def append(self, event: CommittedEvent) -> bool:
+        """Add a committed event; False when it was already seen (fed twice)."""
+        window = self._windows.get(event.run_id)
+        if window is not None:
+            if event.seq <= window.last_seq:
+                return False
+            if event.seq != window.last_seq + 1:  # a gap: restart the window here
+                window = None
+        if window is None:
+            window = _Window(event.seq)
+            self._windows[event.run_id] = window
+            self._evict()
+        window.events.append(
+            StoredEvent(
+                event.run_id,
+                event.seq,
+                event.type,
+                int(event.event.get("timestampMs", 0)) if event.event else 0,
+                event.encoded.decode(),
+            )
+        )
+        if len(window.events) > self.size:
+            window.events.popleft()
+            window.first_seq += 1
+        if event.type in TERMINAL_EVENTS:
+            window.terminal_at = time.monotonic()
+        window.used_at = time.monotonic()
+        self._windows.move_to_end(event.run_id)
+        return True
+
+    def read(self, run_id: str, after_seq: int, limit: int) -> list[StoredEvent] | None:
+        """Events after ``after_seq`` if this window covers the cursor, else None."""
+        window = self._windows.get(run_id)
+        if window is None or after_seq + 1 < window.first_seq:
+            return None
+        window.used_at = time.monotonic()
+        start = after_seq + 1 - window.first_seq
+        if start >= len(window.events):
+            return None if window.terminal_at is None else []
+        return list(itertools.islice(window.events, start, start + limit))
+
+    def release_expired(self) -> None:
+        now = time.monotonic()
+        for run_id in [
+            r
+            for r, w in self._windows.items()
+            if w.terminal_at is not None and now - w.terminal_at >= self.grace_s
+        ]:
+            del self._windows[run_id]
+
+    def _evict(self) -> None:
+        while len(self._windows) > self.max_windows:
+            victim = next(
+                (r for r, w in self._windows.items() if w.terminal_at is not None),
+                next(iter(self._windows)),
+            )
+            del self._windows[victim]

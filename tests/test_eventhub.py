@@ -10,8 +10,8 @@ from pathlib import Path
 import anyio
 import pytest
 
-from smithers_core.eventhub import EventHub
-from smithers_core.store.sqlite import SqliteStore, Tx
+from smithers_core.eventhub import EventHub, RunWindows
+from smithers_core.store.sqlite import CommittedEvent, SqliteStore, Tx
 
 pytestmark = pytest.mark.anyio
 
@@ -110,3 +110,34 @@ async def test_taps_see_in_process_commits(tmp_path: Path) -> None:
             assert batches == [[0, 1]]
     finally:
         store.close()
+
+
+def _ev(run_id: str, seq: int, type: str = "NodeOutput") -> CommittedEvent:
+    return CommittedEvent(run_id, seq, type, {"timestampMs": seq}, b'{"s":%d}' % seq, seq + 1)
+
+
+def test_windows_are_contiguous_bounded_and_deduplicated() -> None:
+    w = RunWindows(size=3, max_windows=10, terminal_grace_ms=0)
+    assert [w.append(_ev("r", i)) for i in (0, 1, 1, 2)] == [True, True, False, True]
+    assert [e.seq for e in w.read("r", -1, 10) or []] == [0, 1, 2]
+    w.append(_ev("r", 3))  # trims the oldest
+    assert w.read("r", -1, 10) is None  # cursor older than the window: read the store
+    assert [e.seq for e in w.read("r", 0, 10) or []] == [1, 2, 3]
+    assert w.read("r", 3, 10) is None  # at the live end of a running run: ask the store
+    w.append(_ev("r", 7))  # a gap restarts the window
+    assert w.read("r", 3, 10) is None
+    assert [e.seq for e in w.read("r", 6, 10) or []] == [7]
+    w.append(_ev("r", 8, "RunFinished"))
+    assert w.read("r", 8, 10) == []  # terminal and fully read: nothing more, ever
+    w.release_expired()
+    assert len(w) == 0
+
+
+def test_windows_evict_terminal_runs_first() -> None:
+    w = RunWindows(size=10, max_windows=2, terminal_grace_ms=60_000)
+    w.append(_ev("a", 0))
+    w.append(_ev("b", 0, "RunFinished"))
+    w.append(_ev("c", 0))
+    assert w.read("b", -1, 1) is None and w.read("a", -1, 1) is not None
+    w.append(_ev("d", 0))
+    assert w.read("a", -1, 1) is None  # then least recently used
