@@ -284,9 +284,7 @@ def decode_jwt_unverified(token: str) -> tuple[dict[str, Any], dict[str, Any]] |
     return header, claims
 
 
-def _grants(auth: Mapping[str, Any]) -> dict[str, Any]:
-    """The token mode's grants: an inline table, or the text of ``tokens_file`` (TOML)."""
-    raw = auth.get("tokens")
+def _grant_table(raw: Any) -> dict[str, Any]:
     if isinstance(raw, str):
         try:
             raw = tomllib.loads(raw)
@@ -297,6 +295,17 @@ def _grants(auth: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(raw, dict) and isinstance(raw.get("tokens"), dict):
         raw = raw["tokens"]
     return dict(raw) if isinstance(raw, dict) else {}
+
+
+def _grants(auth: Mapping[str, Any]) -> dict[str, Any]:
+    """The token mode's grants: inline ``tokens`` plus ``tokens_file`` (top level or under
+    ``[tokens]``). The config loader puts the file's text into ``tokens`` unless ``tokens`` is
+    inline, in which case the file is read here."""
+    grants = _grant_table(auth.get("tokens"))
+    path = auth.get("tokens_file")
+    if isinstance(path, str) and not isinstance(auth.get("tokens"), str) and Path(path).is_file():
+        grants.update(_grant_table(Path(path).read_text(encoding="utf-8")))
+    return grants
 
 
 def find_grant(token: str, grants: Mapping[str, Any]) -> tuple[str, dict[str, Any]] | None:

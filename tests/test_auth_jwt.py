@@ -12,6 +12,7 @@ import hmac
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +34,13 @@ from smithers_auth_jwt.provider import (
     MSG_TOKEN_REQUIRED,
     MSG_UNKNOWN_KID,
 )
+from stevedore.extension import ExtensionManager
 
 from smithers_auth_jwt import JwtConfig, JwtMode, JwtProvider
 from smithers_core.auth import AuthRequest, Identity
 from smithers_core.config import PluginsSection, load_config
 from smithers_core.errors import SmithersError
-from smithers_core.plugins import load_plugins
+from smithers_core.plugins import PLUGIN_GROUP, load_plugins
 
 pytestmark = pytest.mark.anyio
 
@@ -577,6 +579,16 @@ def test_secret_from_environment_via_config_loader(tmp_path: Path) -> None:
 
 
 # -- discovery -----------------------------------------------------------------------------------
+@pytest.fixture
+def fresh_entry_point_cache() -> Iterator[None]:
+    """stevedore caches each group's entry points in a class attribute for the whole process;
+    drop it around discovery so this test neither sees nor leaves another test's view."""
+    ExtensionManager.ENTRY_POINT_CACHE.pop(PLUGIN_GROUP, None)
+    yield
+    ExtensionManager.ENTRY_POINT_CACHE.pop(PLUGIN_GROUP, None)
+
+
+@pytest.mark.usefixtures("fresh_entry_point_cache")
 async def test_plugin_is_discovered_through_its_entry_point() -> None:
     host = load_plugins(PluginsSection(enable=["smithers_auth_jwt"]), environ={})
     info = host.infos["smithers_auth_jwt"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +17,12 @@ from smithers_auth_proxy import (
     TrustedProxyMode,
     TrustedProxyProvider,
 )
+from stevedore.extension import ExtensionManager
 
 from smithers_core.auth import AuthRequest, Identity, Peer
 from smithers_core.config import PluginsSection, load_config
 from smithers_core.errors import SmithersError
-from smithers_core.plugins import load_plugins
+from smithers_core.plugins import PLUGIN_GROUP, load_plugins
 
 pytestmark = pytest.mark.anyio
 
@@ -184,6 +185,16 @@ async def test_config_file_with_mode_trusted_proxy(tmp_path: Path) -> None:
     assert ident == Identity(role="operator", scopes=("run:read",), user_id="carol")
 
 
+@pytest.fixture
+def fresh_entry_point_cache() -> Iterator[None]:
+    """stevedore caches each group's entry points in a class attribute for the whole process;
+    drop it around discovery so this test neither sees nor leaves another test's view."""
+    ExtensionManager.ENTRY_POINT_CACHE.pop(PLUGIN_GROUP, None)
+    yield
+    ExtensionManager.ENTRY_POINT_CACHE.pop(PLUGIN_GROUP, None)
+
+
+@pytest.mark.usefixtures("fresh_entry_point_cache")
 async def test_plugin_is_discovered_through_its_entry_point() -> None:
     host = load_plugins(PluginsSection(enable=["smithers_auth_proxy"]), environ={})
     info = host.infos["smithers_auth_proxy"]

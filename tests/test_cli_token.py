@@ -259,3 +259,19 @@ def test_inspect_with_a_mode_nobody_provides(tmp_path: Path) -> None:
     done = smithers(tmp_path, "inspect", "tok")
     assert done.returncode == 1
     assert "no installed plugin provides auth mode 'kerberos'" in done.stdout
+
+
+def test_inspect_finds_grants_inline_and_in_a_tokens_file_under_tokens(tmp_path: Path) -> None:
+    inline_digest = hashlib.sha256(b"inline-token").hexdigest()
+    file_digest = hashlib.sha256(b"file-token").hexdigest()
+    (tmp_path / "grants.toml").write_text(
+        f'[tokens."sha256:{file_digest}"]\nrole = "viewer"\nscopes = ["run:read"]\n'
+    )
+    (tmp_path / "smithers.toml").write_text(
+        '[auth]\nmode = "token"\ntokens_file = "grants.toml"\n'
+        f'[auth.tokens."sha256:{inline_digest}"]\nrole = "admin"\nscopes = ["*"]\n'
+    )
+    for token, role in (("inline-token", "admin"), ("file-token", "viewer")):
+        report = json.loads(smithers(tmp_path, "inspect", token, "--json").stdout)
+        assert report["grant"]["matchedBy"] == "digest"
+        assert report["grant"]["role"] == role
