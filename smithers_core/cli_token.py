@@ -222,8 +222,11 @@ def _issue_jwt(args: argparse.Namespace, scopes: list[str]) -> int:
             "--jwt needs the HMAC secret: --secret-file F, --secret-env VAR, or a config file "
             'with [auth] mode = "jwt" and secret_file / secret_env',
         )
-    algorithm = args.algorithm
-    weak_ok = args.allow_weak_secret or bool(from_config.get("allow_weak_secret"))
+    configured = [a for a in from_config.get("algorithms") or [] if a in _HMAC_MIN_BYTES]
+    algorithm = args.algorithm or (configured[0] if configured else "HS256")
+    weak_ok = args.allow_weak_secret or bool(
+        from_config.get("allow_weak_secret") or from_config.get("allowWeakSecret")
+    )
     needed = _HMAC_MIN_BYTES[algorithm]
     if len(secret.encode("utf-8")) < needed and not weak_ok:
         raise SmithersError(
@@ -536,7 +539,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     secret.add_argument("--secret-file", metavar="F", help="file holding the HMAC secret")
     secret.add_argument("--secret-env", metavar="VAR", help="environment variable holding it")
     issue.add_argument(
-        "--algorithm", choices=sorted(_HMAC_MIN_BYTES), default="HS256", help="default HS256"
+        "--algorithm",
+        choices=sorted(_HMAC_MIN_BYTES),
+        help="HMAC algorithm (default: the first HS one of [auth] algorithms, else HS256)",
     )
     issue.add_argument(
         "--allow-weak-secret", action="store_true", help="sign with a secret below the minimum"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -275,3 +276,17 @@ def test_inspect_finds_grants_inline_and_in_a_tokens_file_under_tokens(tmp_path:
         report = json.loads(smithers(tmp_path, "inspect", token, "--json").stdout)
         assert report["grant"]["matchedBy"] == "digest"
         assert report["grant"]["role"] == role
+
+
+def test_issue_jwt_uses_the_configured_hmac_algorithm(tmp_path: Path) -> None:
+    (tmp_path / "jwt.secret").write_text("k" * 64)
+    (tmp_path / "smithers.toml").write_text(
+        '[auth]\nmode = "jwt"\nissuer = "i"\naudience = ["a", "b"]\nsecret_file = "jwt.secret"\n'
+        'algorithms = ["HS512"]\n'
+    )
+    data = issue_json(tmp_path, "--jwt", "--scopes", "*")
+    header = json.loads(base64.urlsafe_b64decode(data["token"].split(".")[0] + "=="))
+    assert header["alg"] == "HS512"
+    assert data["claims"]["aud"] == ["a", "b"]
+    done = smithers(tmp_path, "inspect", data["token"], "--json")
+    assert json.loads(done.stdout)["verdict"] == "accepted", done.stdout + done.stderr
