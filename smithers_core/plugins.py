@@ -253,6 +253,9 @@ def load_plugins(
         failures[ep.name] = f"{type(err).__name__}: {err}"
 
     enabled = [n for n in names if n not in disabled]
+    # stevedore caches entry points per group for the process; installed plugins may change
+    # between two loads (tests, long-lived processes), so always look again.
+    NamedExtensionManager.ENTRY_POINT_CACHE.pop(group, None)
     if enabled:
         manager = NamedExtensionManager(
             group,

@@ -46,7 +46,7 @@ def _plugin_distributions() -> list[Path]:
 
 @pytest.mark.parametrize("dist", _plugin_distributions(), ids=lambda p: p.name)
 def test_plugin_imports_from_repo_root_without_shadowing(dist: Path) -> None:
-    package = next((dist / "src").iterdir()).name
+    package = next(p.name for p in (dist / "src").iterdir() if (p / "__init__.py").is_file())
     code = f"import {package}, sys; print({package}.__file__)"
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True

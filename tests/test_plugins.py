@@ -49,7 +49,7 @@ def test_plugin_disabled_by_environment(fixture_plugins: Path) -> None:
     )
     assert not host.infos["fixture_good"].enabled
     assert not host.infos["core.auth_none"].enabled
-    assert host.auth_modes() == {}
+    assert not {"none", "fixture"} & set(host.auth_modes())
 
 
 def test_unknown_hook_is_rejected_with_a_clear_error(fixture_plugins: Path) -> None:
