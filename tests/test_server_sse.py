@@ -164,7 +164,11 @@ async def test_fifty_concurrent_clients_receive_every_event(tmp_path: Path) -> N
         assert len(results) == 50
         assert all(seqs == expected for seqs in results)
         assert len(expected) > 90
-        text = (await s.client.get("/metrics")).text
+        for _ in range(100):  # the server closes its side just after the client's EOF
+            text = (await s.client.get("/metrics")).text
+            if "smithers_sse_streams_active 0.0" in text:
+                break
+            await anyio.sleep(0.01)
         assert "smithers_sse_streams_active 0.0" in text
 
 

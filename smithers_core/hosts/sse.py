@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Callable
 
 import anyio
 from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from smithers_core.engine.transitions import TERMINAL_RUN
 from smithers_core.eventhub import EventHub, StoredEvent
@@ -62,11 +63,39 @@ def event_stream(
     status = hub.status(run_id)
     if status in TERMINAL_RUN and not hub.read(run_id, cursor, 1):
         return Response(status_code=204, headers={"cache-control": "no-cache"})
-    return StreamingResponse(
-        _frames(hub, run_id, cursor, keepalive_ms, on_open, on_close),
+    return _EventStream(
+        _frames(hub, run_id, cursor, keepalive_ms),
         status_code=200,
         headers=SSE_HEADERS,
+        on_open=on_open,
+        on_close=on_close,
     )
+
+
+class _EventStream(StreamingResponse):
+    """A streaming response that reports when it opens (before any byte) and closes."""
+
+    def __init__(
+        self,
+        content: AsyncIterator[bytes],
+        *,
+        status_code: int,
+        headers: dict[str, str],
+        on_open: Callable[[], None] | None,
+        on_close: Callable[[], None] | None,
+    ) -> None:
+        super().__init__(content, status_code=status_code, headers=headers)
+        self._on_open = on_open
+        self._on_close = on_close
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._on_open is not None:
+            self._on_open()
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            if self._on_close is not None:
+                self._on_close()
 
 
 async def _frames(
@@ -74,34 +103,26 @@ async def _frames(
     run_id: str,
     cursor: int,
     keepalive_ms: int,
-    on_open: Callable[[], None] | None,
-    on_close: Callable[[], None] | None,
 ) -> AsyncIterator[bytes]:
-    if on_open is not None:
-        on_open()
-    try:
-        yield b"retry: 1000\n\n"
-        interval = max(keepalive_ms, 1) / 1000
-        next_ping = time.monotonic() + interval
-        # a safety net only: commits (this process) and the hub's poller (others) wake us
-        recheck = max(hub.poll_ms, 50) / 1000 * 4
-        while True:
-            waiter = hub.waiter(run_id)
-            status = hub.status(run_id)
-            page = hub.read(run_id, cursor, PAGE)
-            if page:
-                cursor = page[-1].seq
-                yield b"".join(frame(e) for e in page)
-                continue
-            if status is None or status in TERMINAL_RUN:
-                return
-            now = time.monotonic()
-            if now >= next_ping:
-                yield b": keep-alive\n\n"
-                next_ping = now + interval
-                continue
-            with anyio.move_on_after(min(next_ping - now, recheck)):
-                await waiter.wait()
-    finally:
-        if on_close is not None:
-            on_close()
+    yield b"retry: 1000\n\n"
+    interval = max(keepalive_ms, 1) / 1000
+    next_ping = time.monotonic() + interval
+    # a safety net only: commits (this process) and the hub's poller (others) wake us
+    recheck = max(hub.poll_ms, 50) / 1000 * 4
+    while True:
+        waiter = hub.waiter(run_id)
+        status = hub.status(run_id)
+        page = hub.read(run_id, cursor, PAGE)
+        if page:
+            cursor = page[-1].seq
+            yield b"".join(frame(e) for e in page)
+            continue
+        if status is None or status in TERMINAL_RUN:
+            return
+        now = time.monotonic()
+        if now >= next_ping:
+            yield b": keep-alive\n\n"
+            next_ping = now + interval
+            continue
+        with anyio.move_on_after(min(next_ping - now, recheck)):
+            await waiter.wait()
