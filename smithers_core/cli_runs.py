@@ -8,10 +8,13 @@ on an approval or a signal (``--wait`` stays until it is decided), 4 cancelled, 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import shlex
 import signal
+import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -222,6 +225,9 @@ async def run_up(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             run_id = res["runId"]
             after_seq = -1
         print(f"run {run_id} ({workflow.name}) db {db_url}", file=out, flush=True)
+        if getattr(args, "serve", False):
+            await serve_forever(rt, run_id, after_seq)
+            return
         result["code"] = await drive(
             rt,
             run_id,
@@ -233,13 +239,46 @@ async def run_up(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         )
         scope.cancel()
 
-    async def signals(scope: anyio.CancelScope) -> None:
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as received:
-            async for _ in received:
+    async def serve_forever(rt: Runtime, run_id: str, after_seq: int) -> None:
+        """``--serve``: serve the run's app; stay up after the run ends until Ctrl+C."""
+        from smithers_core.hosts.serve import serve_up
+
+        def ready(bound: Any) -> None:
+            print(f"serving run {run_id} at {bound.url}", file=out, flush=True)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(
+                functools.partial(
+                    serve_up,
+                    rt,
+                    workflow,
+                    run_id,
+                    host=args.host,
+                    port=args.port,
+                    auth_token=args.auth_token,
+                    metrics=not args.no_metrics,
+                    ready=ready,
+                    insecure=args.insecure,
+                )
+            )
+            code = await drive(
+                rt,
+                run_id,
+                wait=True,
+                db_url=db_url,
+                progress=progress,
+                out=out,
+                after_seq=after_seq,
+            )
+            result["code"] = code
+            print("run ended; still serving its final state (Ctrl+C to stop)", file=out, flush=True)
+
+    async def signals(received: Any, scope: anyio.CancelScope) -> None:
+        async for _ in received:
+            if result["code"] == EXIT_INTERRUPTED:
                 print("interrupted: suspending the run (resume with --resume)", file=out)
-                result["code"] = EXIT_INTERRUPTED
-                scope.cancel()
-                return
+            scope.cancel()
+            return
 
     failure: list[SmithersError] = []
 
@@ -250,20 +289,46 @@ async def run_up(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             failure.append(exc)
             scope.cancel()
 
-    async with (
-        Runtime(
-            db_url, base_dir=base_dir, resolver=resolver, allow_network=args.allow_network
-        ) as rt,
-        anyio.create_task_group() as tg,
-    ):
-        tg.start_soon(guarded, rt, tg.cancel_scope)
-        tg.start_soon(signals, tg.cancel_scope)
+    # The receiver stays installed until the runtime has suspended the run, so a second
+    # Ctrl+C during shutdown is absorbed instead of raising KeyboardInterrupt mid-write.
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as received:
+        async with (
+            Runtime(
+                db_url, base_dir=base_dir, resolver=resolver, allow_network=args.allow_network
+            ) as rt,
+            anyio.create_task_group() as tg,
+        ):
+            tg.start_soon(guarded, rt, tg.cancel_scope)
+            tg.start_soon(signals, received, tg.cancel_scope)
     if failure:
         raise failure[0]
     return result["code"]
 
 
+def _detach(args: argparse.Namespace) -> int:
+    """``-d``: start the same command in the background; print its pid and log file."""
+    run_id = args.run_id or str(uuid.uuid4())
+    argv = [a for a in sys.argv[1:] if a not in ("-d", "--detach")]
+    if not args.run_id:
+        argv += ["--run-id", run_id]
+    log_dir = Path(".smithers")
+    log_dir.mkdir(exist_ok=True)
+    log_path = (log_dir / f"up-{run_id}.log").resolve()
+    with open(log_path, "ab") as log_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "smithers_core", *argv],
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    print(json.dumps({"pid": proc.pid, "runId": run_id, "log": str(log_path)}))
+    return 0
+
+
 def _cmd_up(args: argparse.Namespace) -> int:
+    if getattr(args, "detach", False):
+        return _detach(args)
     try:
         return anyio.run(run_up, args)
     except SmithersError as exc:
@@ -381,6 +446,13 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--allow-network", action="store_true", help="let the bash tool use the network"
     )
     up.add_argument("--quiet", action="store_true", help="no progress display")
+    up.add_argument("--serve", action="store_true", help="serve the run over HTTP while it runs")
+    up.add_argument("--port", type=int, default=7331, help="--serve port (default 7331)")
+    up.add_argument("--host", default="127.0.0.1", help="--serve host (default 127.0.0.1)")
+    up.add_argument("--auth-token", help="--serve bearer token (default $SMITHERS_API_KEY)")
+    up.add_argument("--no-metrics", action="store_true", help="--serve without /metrics")
+    up.add_argument("--insecure", action="store_true", help="allow a non-loopback host, no token")
+    up.add_argument("-d", "--detach", action="store_true", help="run in the background")
     _add_db(up)
     up.set_defaults(handler=_cmd_up)
 

@@ -233,3 +233,85 @@ def test_cancel_from_another_process_exits_4(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
     assert _status(tmp_path, "r4") == "cancelled"
+
+
+def _serving_url(log: Path, proc: subprocess.Popen[str] | None = None) -> str:
+    import re
+
+    deadline = time.monotonic() + 20
+    while True:
+        text = log.read_text() if log.exists() else ""
+        match = re.search(r"serving run \S+ at (http://\S+)", text)
+        if match:
+            return match.group(1)
+        assert time.monotonic() < deadline, text
+        assert proc is None or proc.poll() is None, text
+        time.sleep(0.05)
+
+
+def test_up_serve_serves_the_run_and_stays_up_after_it_ends(tmp_path: Path) -> None:
+    import httpx
+
+    cwd = _setup(tmp_path)
+    log = tmp_path / "serve.log"
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "smithers_core",
+                "up",
+                "wf.py",
+                "--serve",
+                "--port",
+                "0",
+                "--run-id",
+                "sv",
+                "--input",
+                '{"mode": "gate"}',
+            ],
+            cwd=cwd,
+            env=_env(),
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    try:
+        url = _serving_url(log, proc)
+        deadline = time.monotonic() + 20
+        while httpx.get(f"{url}/").json()["status"] != "waiting-approval":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert httpx.post(f"{url}/approve/ok", json={}).json() == {"runId": "sv"}
+        while httpx.get(f"{url}/").json()["status"] != "waiting-event":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        sent = httpx.post(f"{url}/signals/go", json={"data": {"msg": "x"}, "correlationId": "c1"})
+        assert sent.status_code == 200, sent.text
+        while httpx.get(f"{url}/").json()["status"] != "finished":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert httpx.get(f"{url}/health").status_code == 200  # still serving the final state
+        proc.send_signal(__import__("signal").SIGINT)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_up_detach_prints_pid_and_log(tmp_path: Path) -> None:
+    import httpx
+
+    cwd = _setup(tmp_path)
+    out = smithers(cwd, "up", "wf.py", "--serve", "--port", "0", "-d", "--run-id", "dt")
+    assert out.returncode == 0, out.stderr
+    info = json.loads(out.stdout)
+    assert info["runId"] == "dt" and info["pid"] > 0
+    try:
+        url = _serving_url(Path(info["log"]))
+        deadline = time.monotonic() + 20
+        while httpx.get(f"{url}/").json()["status"] != "finished":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        os.kill(info["pid"], __import__("signal").SIGTERM)
