@@ -7,9 +7,12 @@ import time
 from pathlib import Path
 
 import anyio
+import httpx
 import pytest
 
-from tests.fixtures.server.helpers import parse_sse, read_sse, server
+from smithers_core.hosts.server import serve_server
+from tests.engine_helpers import engine_options
+from tests.fixtures.server.helpers import copy_workflows, parse_sse, read_sse, server
 from tests.test_server_api import err
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(10)]
@@ -200,3 +203,30 @@ async def test_streams_are_woken_by_commits_not_a_poll(tmp_path: Path) -> None:
         delays.sort()
         p95 = delays[int(len(delays) * 0.95) - 1]
         assert p95 < 250, p95
+
+
+async def test_closing_the_server_ends_open_streams(tmp_path: Path) -> None:
+    copy_workflows(tmp_path)
+    bodies: list[str] = []
+    done = anyio.Event()
+    async with httpx.AsyncClient(timeout=10) as client, anyio.create_task_group() as tg:
+        async with serve_server(port=0, root_dir=str(tmp_path), options=engine_options()) as srv:
+            r = await client.post(f"{srv.url}/v1/runs", json={"workflowPath": "wf/slow.py"})
+            run_id = r.json()["runId"]
+
+            async def reader() -> None:
+                _r, body = await read_sse(client, f"{srv.url}/v1/runs/{run_id}/events")
+                bodies.append(body)
+                done.set()
+
+            tg.start_soon(reader)
+            for _ in range(300):
+                if srv.app.streams.open:
+                    break
+                await anyio.sleep(0.01)
+            assert srv.app.streams.open == {run_id: 1}
+            began = time.monotonic()
+        assert time.monotonic() - began < 2.5
+        with anyio.fail_after(3):
+            await done.wait()
+    assert "RunStarted" in bodies[0]

@@ -26,7 +26,7 @@ from smithers_core.errors import SmithersError
 from smithers_core.hosts.common import OPERATOR, lifespan, log, query, raw_path, strict_unquote
 from smithers_core.hosts.errors import SERVE_TABLE, to_http
 from smithers_core.hosts.server import DEFAULT_KEEPALIVE_MS, _env_int, decision_fields, deliver
-from smithers_core.hosts.sse import event_stream, parse_cursor
+from smithers_core.hosts.sse import StreamRegistry, parse_cursor
 from smithers_core.http.auth import UNAUTHORIZED_MESSAGE, resolve_token, serve_authorized
 from smithers_core.http.binding import BoundServer, serve_app
 from smithers_core.http.body import read_body, read_json
@@ -71,6 +71,7 @@ class ServeApp:
         )
         self.metrics = HostMetrics(active_runs=lambda: len(adapter.engine.active))
         adapter.hub.add_tap(self.metrics.observe_events)
+        self.streams = StreamRegistry(adapter.hub, self.metrics.sse_streams.inc)
         self.metrics_enabled = metrics
         R = re.compile
         self.routes: list[tuple[str, re.Pattern[str], str, Handler]] = [
@@ -177,15 +178,7 @@ class ServeApp:
         cursor = parse_cursor(
             last.decode("latin-1") if last is not None else None, query(scope).get("afterSeq")
         )
-        gauge = self.metrics.sse_streams
-        return event_stream(
-            self.rt.hub,
-            self.run_id,
-            cursor,
-            keepalive_ms=self.keepalive_ms,
-            on_open=gauge.inc,
-            on_close=gauge.dec,
-        )
+        return self.streams.stream(self.run_id, cursor, keepalive_ms=self.keepalive_ms)
 
     async def h_frames(self, scope: Scope, receive: Receive) -> Response:
         q = query(scope)
@@ -322,9 +315,9 @@ async def serve_up(
                     await result
             await anyio.sleep_forever()
         finally:
-            bound.server.force_exit = True
+            app.streams.stop()
             with anyio.CancelScope(shield=True):
-                await bound.close()
+                await bound.close(grace_s=3)
 
 
 __all__ = ["ServeApp", "create_serve_app", "serve_up"]

@@ -39,7 +39,7 @@ from smithers_core.hosts.common import (
     strict_unquote,
 )
 from smithers_core.hosts.errors import SERVER_TABLE, to_http
-from smithers_core.hosts.sse import event_stream, parse_cursor
+from smithers_core.hosts.sse import StreamRegistry, parse_cursor
 from smithers_core.http.auth import UNAUTHORIZED_MESSAGE, resolve_token, server_authorized
 from smithers_core.http.binding import BoundServer, is_loopback_host, serve_app
 from smithers_core.http.body import read_json
@@ -115,6 +115,7 @@ class ServerApp:
         )
         self.metrics = HostMetrics(active_runs=lambda: len(runtime.engine.active))
         runtime.hub.add_tap(self.metrics.observe_events)
+        self.streams = StreamRegistry(runtime.hub, self.metrics.sse_streams.inc)
         R = re.compile
         self.routes: list[tuple[str, re.Pattern[str], str, Handler]] = [
             ("GET", R(r"^/metrics$"), "/metrics", self.h_metrics),
@@ -336,15 +337,7 @@ class ServerApp:
         cursor = parse_cursor(
             last.decode("latin-1") if last is not None else None, query(scope).get("afterSeq")
         )
-        gauge = self.metrics.sse_streams
-        return event_stream(
-            self.rt.hub,
-            run_id,
-            cursor,
-            keepalive_ms=self.keepalive_ms,
-            on_open=gauge.inc,
-            on_close=gauge.dec,
-        )
+        return self.streams.stream(run_id, cursor, keepalive_ms=self.keepalive_ms)
 
     async def h_status(self, scope: Scope, receive: Receive, run_id: str) -> Response:
         run_id = strict_unquote(run_id)
@@ -375,7 +368,7 @@ class ServerApp:
         raw_after = q.get("afterFrameNo")
         if raw_after is not None and raw_after != "":
             after = max(optional_int(raw_after, -1), -1)
-        frames = self.rt.db.list_frames(run_id, limit, after)
+        frames = await self.rt.db.call(self.rt.db.list_frames, run_id, limit, after)
         return json_response(200, frames)
 
     async def h_approve(self, scope: Scope, receive: Receive, run_id: str, node: str) -> Response:
@@ -412,7 +405,8 @@ class ServerApp:
         return json_response(200, result)
 
     async def h_approvals(self, scope: Scope, receive: Receive) -> Response:
-        return json_response(200, {"approvals": approval_items(self.rt.db)})
+        items = await self.rt.db.call(approval_items, self.rt.db)
+        return json_response(200, {"approvals": items})
 
     async def h_list(self, scope: Scope, receive: Receive) -> Response:
         q = query(scope)
@@ -606,10 +600,10 @@ async def serve_server(
         try:
             yield RunningServer(bound, app, runtime)
         finally:
-            # streams (SSE) never end on their own: close them so uvicorn can exit
-            bound.server.force_exit = True
+            # open SSE streams end at once; anything still open after 3 s is dropped
+            app.streams.stop()
             with anyio.CancelScope(shield=True):
-                await bound.close()
+                await bound.close(grace_s=3)
             tg.cancel_scope.cancel()
 
 

@@ -50,6 +50,47 @@ def frame(event: StoredEvent) -> bytes:
     return f"event: smithers\ndata: {event.payload_json}\nid: {event.seq}\n\n".encode()
 
 
+class StreamRegistry:
+    """The open streams of one app, so that closing the app can end them (gracefully)."""
+
+    def __init__(self, hub: EventHub, on_change: Callable[[int], None] | None = None) -> None:
+        self.hub = hub
+        self.open: dict[str, int] = {}
+        self.stopping = False
+        self._on_change = on_change
+
+    def opened(self, run_id: str) -> None:
+        self.open[run_id] = self.open.get(run_id, 0) + 1
+        if self._on_change is not None:
+            self._on_change(1)
+
+    def closed(self, run_id: str) -> None:
+        left = self.open.get(run_id, 0) - 1
+        if left > 0:
+            self.open[run_id] = left
+        else:
+            self.open.pop(run_id, None)
+        if self._on_change is not None:
+            self._on_change(-1)
+
+    def stop(self) -> None:
+        """End every open stream at its next wake-up (woken now)."""
+        self.stopping = True
+        for run_id in list(self.open):
+            self.hub.waiter(run_id).set()
+
+    def stream(self, run_id: str, cursor: int, *, keepalive_ms: int) -> Response:
+        return event_stream(
+            self.hub,
+            run_id,
+            cursor,
+            keepalive_ms=keepalive_ms,
+            on_open=lambda: self.opened(run_id),
+            on_close=lambda: self.closed(run_id),
+            stop=lambda: self.stopping,
+        )
+
+
 def event_stream(
     hub: EventHub,
     run_id: str,
@@ -58,13 +99,14 @@ def event_stream(
     keepalive_ms: int,
     on_open: Callable[[], None] | None = None,
     on_close: Callable[[], None] | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> Response:
     """204 for a terminal run with nothing after ``cursor``, else the streaming response."""
     status = hub.status(run_id)
     if status in TERMINAL_RUN and not hub.read(run_id, cursor, 1):
         return Response(status_code=204, headers={"cache-control": "no-cache"})
     return _EventStream(
-        _frames(hub, run_id, cursor, keepalive_ms),
+        _frames(hub, run_id, cursor, keepalive_ms, stop),
         status_code=200,
         headers=SSE_HEADERS,
         on_open=on_open,
@@ -103,13 +145,14 @@ async def _frames(
     run_id: str,
     cursor: int,
     keepalive_ms: int,
+    stop: Callable[[], bool] | None = None,
 ) -> AsyncIterator[bytes]:
     yield b"retry: 1000\n\n"
     interval = max(keepalive_ms, 1) / 1000
     next_ping = time.monotonic() + interval
     # a safety net only: commits (this process) and the hub's poller (others) wake us
     recheck = max(hub.poll_ms, 50) / 1000 * 4
-    while True:
+    while stop is None or not stop():
         waiter = hub.waiter(run_id)
         status = hub.status(run_id)
         page = hub.read(run_id, cursor, PAGE)

@@ -67,9 +67,16 @@ class BoundServer:
             host = f"[{host}]"
         return f"http://{host}:{self.port}"
 
-    async def close(self) -> None:
-        """Stop accepting, let in-flight requests finish, and wait for the server to exit."""
+    async def close(self, grace_s: float | None = None) -> None:
+        """Stop accepting, let in-flight requests finish, and wait for the server to exit.
+
+        With ``grace_s``, connections still open after that many seconds are dropped.
+        """
         self.server.should_exit = True
+        if grace_s is not None:
+            with anyio.move_on_after(grace_s):
+                await self._done.wait()
+            self.server.force_exit = True
         await self._done.wait()
 
 
