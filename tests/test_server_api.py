@@ -6,11 +6,13 @@ changed are marked ``# changed (D7/D9)`` with the reason.
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from tests.fixtures.server.helpers import parse_sse, read_sse, server
@@ -434,3 +436,33 @@ async def test_sse_smoke_full_run(tmp_path: Path) -> None:
         events, _ = parse_sse(body)
         types = [e.data["type"] for e in events]
         assert types[0] == "RunStarted" and types[-1] == "RunFinished"
+
+
+async def test_an_edited_workflow_takes_effect_when_the_server_resumes_it(tmp_path: Path) -> None:
+    async with server(tmp_path) as s:
+        run_id = await s.start("approval")
+        await s.wait_status(run_id, "waiting-approval")
+        path = s.wf["approval"]
+        path.write_text(path.read_text().replace("OutputA(value=1)", "OutputA(value=2)"))
+        r = await s.client.post(f"/v1/runs/{run_id}/nodes/task1/approve")
+        assert r.status_code == 200
+        await s.wait_status(run_id, "finished")
+        assert s.db.get_output(run_id, "done") == {"value": 2}
+        types = [e["type"] for e in s.db.list_events(run_id, -1, 1000)]
+        assert "WorkflowReloaded" in types
+
+
+async def test_a_run_whose_file_left_the_root_is_not_resumed(tmp_path: Path) -> None:
+    async with server(tmp_path) as s:
+        run_id = await s.start("approval")
+        await s.wait_status(run_id, "waiting-approval")
+        outside = tmp_path.parent / f"{tmp_path.name}-outside.py"
+        s.wf["approval"].rename(outside)
+        os.symlink(outside, s.wf["approval"])  # the stored path now escapes the root
+        r = await s.client.post(f"/v1/runs/{run_id}/nodes/task1/approve")
+        assert r.status_code == 200
+        await anyio.sleep(0.3)
+        # parked for a host that can load it; never executed from outside the root
+        assert s.db.run_row(run_id)["status"] == "running"
+        assert s.db.run_row(run_id)["runtime_owner_id"] is None
+        assert s.db.get_output(run_id, "done") is None
