@@ -314,6 +314,7 @@ async def test_hello_snapshot_lists_active_runs_and_approvals(tmp_path: Path) ->
             await ws.connect()
             run_id = (await ws.request("launchRun", {"workflow": "gated"}))["payload"]["runId"]
             await ws.event("approval.requested", runId=run_id)
+            await ws.event("run.status_changed", runId=run_id, status="waiting-approval")
         async with ws_client(gw) as ws:
             await ws.recv()
             snapshot = (await ws.connect())["payload"]["snapshot"]

@@ -56,13 +56,29 @@ def required_scope(method: str, extension_scope: str | None = None) -> str:
     return catalog_scope(method) or DEFAULT_SCOPE
 
 
+_NAMES: dict[str, tuple[str, ...]] = {}
+for _alias, _name in ALIASES.items():
+    _NAMES[_name] = (*_NAMES.get(_name, (_name,)), _alias)
+
+
+def names_of(method: str) -> tuple[str, ...]:
+    """The called name first, then its canonical name and every legacy alias of it."""
+    name = canonical(method)
+    others = tuple(n for n in _NAMES.get(name, (name,)) if n != method)
+    return (method, *others)
+
+
 def allowed(granted: tuple[str, ...], method: str, required: str, method_scope: str | None) -> bool:
-    """``hasGatewayScope`` for a call of ``method`` (name grants match the called name or its
-    canonical name; they never escalate)."""
+    """``hasGatewayScope`` for a call of ``method``. A name grant matches the method under any
+    of its names (``runs.create`` grants ``launchRun``); name grants never escalate, since the
+    method's own scope must imply the required one."""
     if scopes.has_scope(granted, required, method, method_scope):
         return True
-    name = canonical(method)
-    return name != method and scopes.has_scope(granted, required, name, method_scope)
+    if method_scope is None:
+        return False
+    return any(
+        scopes.has_scope(granted, required, name, method_scope) for name in names_of(method)[1:]
+    )
 
 
 __all__ = ["ALIASES", "DEFAULT_SCOPE", "allowed", "canonical", "catalog_scope", "required_scope"]

@@ -41,6 +41,7 @@ from smithers_core.gateway.metrics import GatewayMetrics
 from smithers_core.gateway.options import GatewayOptions, parse_options
 from smithers_core.gateway.routes import HttpRoutes
 from smithers_core.gateway.rpc import ACTIVE_STATUSES, Dispatcher, _config
+from smithers_core.gateway.transport import gateway_protocol
 from smithers_core.gateway.websocket import WebSocketSession
 from smithers_core.http.binding import BoundServer, is_loopback_host, serve_app
 from smithers_core.plugins import PluginHost, load_plugins
@@ -328,7 +329,9 @@ class Gateway:
         except BaseException as exc:
             if not ready.done():
                 if not isinstance(exc, Exception):
-                    exc = SmithersError("SERVER_START_FAILED", f"The gateway failed to start: {exc!r}")
+                    exc = SmithersError(
+                        "SERVER_START_FAILED", f"The gateway failed to start: {exc!r}"
+                    )
                 ready.set_exception(exc)
                 return
             raise
@@ -657,14 +660,8 @@ def _unsupported(message: str) -> SmithersError:
 
 
 def _timeouts(options: GatewayOptions) -> dict[str, Any]:
-    """Pass header/request timeouts to the binding helper when it supports them."""
-    params = inspect.signature(serve_app).parameters
-    out: dict[str, Any] = {}
-    if "headers_timeout" in params:
-        out["headers_timeout"] = options.headers_timeout
-    if "request_timeout" in params:
-        out["request_timeout"] = options.request_timeout
-    return out
+    """The HTTP protocol: header and request timeouts (D9) plus ``TCP_NODELAY``."""
+    return {"http_protocol": gateway_protocol(options.headers_timeout, options.request_timeout)}
 
 
 __all__ = ["Gateway", "Registration", "UiOption", "WebhookOption"]

@@ -1,0 +1,32 @@
+"""The gateway's HTTP protocol class: the shared timeout protocol (D9) plus ``TCP_NODELAY``.
+
+asyncio only sets ``TCP_NODELAY`` on accepted sockets whose listening socket was created
+with ``proto=IPPROTO_TCP``; without it every response written in two parts (headers, then
+body) waits out the peer's delayed ACK (about 40 ms on Linux). Setting it per connection
+here keeps the gateway's latency independent of how the listening socket was made.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+from smithers_core.http.timeouts import timeout_protocol
+
+
+def gateway_protocol(headers_timeout_ms: int | None, request_timeout_ms: int | None) -> type[Any]:
+    base = timeout_protocol(headers_timeout_ms, request_timeout_ms)
+
+    def connection_made(self: Any, transport: Any) -> None:
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+        base.connection_made(self, transport)
+
+    return type("GatewayH11Protocol", (base,), {"connection_made": connection_made})
+
+
+__all__ = ["gateway_protocol"]
