@@ -32,8 +32,18 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         action="store_true",
         help="allow a non-loopback --host without an auth token",
     )
-    p.add_argument("--headers-timeout", type=int, default=30_000, metavar="MS")
-    p.add_argument("--request-timeout", type=int, default=60_000, metavar="MS")
+    p.add_argument(
+        "--headers-timeout",
+        type=int,
+        metavar="MS",
+        help="max time to receive request headers (default 30000, $SMITHERS_HEADERS_TIMEOUT_MS)",
+    )
+    p.add_argument(
+        "--request-timeout",
+        type=int,
+        metavar="MS",
+        help="max time to receive a whole request (default 60000, $SMITHERS_REQUEST_TIMEOUT_MS)",
+    )
     p.set_defaults(handler=_run)
 
 

@@ -122,3 +122,13 @@ def test_query_number_parsing() -> None:
     assert optional_int("-3.5", 0) == -4
     with pytest.raises(HttpError):
         optional_int("abc", 0)
+
+
+async def test_timeouts_come_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SMITHERS_HEADERS_TIMEOUT_MS", "200")
+    async with server(tmp_path) as s:
+        pieces = [b"GET /health HTTP/1.1\r\n"] + [b"X-Slow: 1\r\n"] * 40
+        out, elapsed = await anyio.to_thread.run_sync(trickle, s.running.port, pieces, 0.05)
+        assert out.startswith(b"HTTP/1.1 408 ") and elapsed < 1.5

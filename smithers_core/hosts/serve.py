@@ -25,7 +25,13 @@ from smithers_core.engine.transitions import TERMINAL_RUN
 from smithers_core.errors import SmithersError
 from smithers_core.hosts.common import OPERATOR, lifespan, log, query, raw_path, strict_unquote
 from smithers_core.hosts.errors import SERVE_TABLE, to_http
-from smithers_core.hosts.server import DEFAULT_KEEPALIVE_MS, _env_int, decision_fields, deliver
+from smithers_core.hosts.server import (
+    DEFAULT_KEEPALIVE_MS,
+    _env_int,
+    decision_fields,
+    deliver,
+    timeout_ms,
+)
 from smithers_core.hosts.sse import StreamRegistry, parse_cursor
 from smithers_core.http.auth import UNAUTHORIZED_MESSAGE, resolve_token, serve_authorized
 from smithers_core.http.binding import BoundServer, serve_app
@@ -278,8 +284,8 @@ async def serve_up(
     metrics: bool = True,
     ready: Callable[[BoundServer], Any] | None = None,
     insecure: bool = False,
-    headers_timeout: int = 30_000,
-    request_timeout: int = 60_000,
+    headers_timeout: int | None = None,
+    request_timeout: int | None = None,
 ) -> None:
     """Serve the app of an already launched run until cancelled (``smithers up --serve``).
 
@@ -305,8 +311,8 @@ async def serve_up(
             host=host,
             port=port,
             lifespan="off",
-            headers_timeout_ms=headers_timeout,
-            request_timeout_ms=request_timeout,
+            headers_timeout_ms=timeout_ms(headers_timeout, "HEADERS", 30_000),
+            request_timeout_ms=timeout_ms(request_timeout, "REQUEST", 60_000),
         )
         try:
             if ready is not None:

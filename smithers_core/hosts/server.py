@@ -68,6 +68,13 @@ def _env_int(name: str, default: int) -> int:
     return int(raw) if raw else default
 
 
+def timeout_ms(given: int | None, name: str, default: int) -> int:
+    """An explicit value, else ``SMITHERS_<NAME>_TIMEOUT_MS``, else the upstream default."""
+    if given is not None:
+        return given
+    return _env_int(f"SMITHERS_{name}_TIMEOUT_MS", default)
+
+
 def inside_root(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
@@ -541,8 +548,8 @@ async def serve_server(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     root_dir: str | None = None,
     allow_network: bool = False,
-    headers_timeout: int = 30_000,
-    request_timeout: int = 60_000,
+    headers_timeout: int | None = None,
+    request_timeout: int | None = None,
     insecure: bool = False,
     *,
     options: EngineOptions | None = None,
@@ -594,8 +601,8 @@ async def serve_server(
             host=host,
             port=port,
             lifespan="off",
-            headers_timeout_ms=headers_timeout,
-            request_timeout_ms=request_timeout,
+            headers_timeout_ms=timeout_ms(headers_timeout, "HEADERS", 30_000),
+            request_timeout_ms=timeout_ms(request_timeout, "REQUEST", 60_000),
         )
         try:
             yield RunningServer(bound, app, runtime)
@@ -630,8 +637,8 @@ def start_server(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     root_dir: str | None = None,
     allow_network: bool = False,
-    headers_timeout: int = 30_000,
-    request_timeout: int = 60_000,
+    headers_timeout: int | None = None,
+    request_timeout: int | None = None,
     insecure: bool = False,
     **kwargs: Any,
 ) -> ServerHandle:
