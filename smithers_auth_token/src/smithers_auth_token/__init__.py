@@ -74,7 +74,7 @@ def sha256_hex(token: str) -> str:
 
 
 def _digest_of_key(key: str) -> str:
-    if key.startswith(DIGEST_PREFIX):
+    if key[: len(DIGEST_PREFIX)].lower() == DIGEST_PREFIX:
         digest = key[len(DIGEST_PREFIX) :].strip().lower()
         if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
             raise SmithersError("CONFIG_INVALID", "A sha256: token key needs 64 hex characters")
