@@ -112,3 +112,23 @@ def test_closed_store_refuses_writes(tmp_path: Path) -> None:
     with pytest.raises(SmithersError) as err:
         store.submit(lambda tx: None)
     assert err.value.code == "STORE_CLOSED"
+
+
+def test_a_caller_that_gave_up_does_not_kill_the_writer(tmp_path: Path) -> None:
+    store = SqliteStore("sqlite:///k.db", base_dir=tmp_path).open()
+    gate = threading.Event()
+    started = threading.Event()
+
+    def block(tx: Tx) -> None:
+        started.set()
+        gate.wait(5)
+
+    first = store.submit(block)
+    assert started.wait(5)
+    abandoned = store.submit(lambda tx: tx.emit("r", "NodeOutput", text="never"))
+    assert abandoned.cancel()  # like an awaiting task cancelled during shutdown
+    gate.set()
+    first.result(5)
+    assert store.write_sync(lambda tx: tx.emit("r", "RunStarted"))["type"] == "RunStarted"
+    assert [e.type for e in store.tail(0)] == ["RunStarted"]
+    store.close()

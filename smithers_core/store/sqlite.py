@@ -280,9 +280,13 @@ class SqliteStore:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
             for _, fut in batch:
-                fut.set_exception(SmithersError("STORE_UNAVAILABLE", f"Cannot write: {exc}"))
+                if fut.set_running_or_notify_cancel():
+                    fut.set_exception(SmithersError("STORE_UNAVAILABLE", f"Cannot write: {exc}"))
             return
-        for index, (change, _fut) in enumerate(batch):
+        for index, (change, fut) in enumerate(batch):
+            if not fut.set_running_or_notify_cancel():
+                results.append((False, None))  # the caller gave up before it ran: skip it
+                continue
             mark = tx._mark()
             savepoint = f"sp{index}"
             conn.execute(f"SAVEPOINT {savepoint}")
@@ -304,7 +308,8 @@ class SqliteStore:
             except sqlite3.Error:
                 pass
             for _, fut in batch:
-                fut.set_exception(SmithersError("STORE_UNAVAILABLE", f"Commit failed: {exc}"))
+                if not fut.done():
+                    fut.set_exception(SmithersError("STORE_UNAVAILABLE", f"Commit failed: {exc}"))
             return
         if tx.events:
             for listener in list(self._listeners):
@@ -313,6 +318,8 @@ class SqliteStore:
                 except Exception:  # a listener must never break the writer
                     log.exception("commit listener failed")
         for (ok, value), (_, fut) in zip(results, batch, strict=True):
+            if fut.done():
+                continue
             if ok:
                 fut.set_result(value)
             else:
