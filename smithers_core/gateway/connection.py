@@ -58,6 +58,8 @@ class Connection:
         self.closed = False
         self.backpressure = False
         self.cleanups: list[Callable[[], Any]] = []
+        self.task_group: anyio.abc.TaskGroup | None = None
+        self.streamed_runs: dict[str, int] = {}
         self.stream_signals: list[anyio.Event] = []
         self._on_sent = on_sent
         stream: tuple[MemoryObjectSendStream[Any], MemoryObjectReceiveStream[Any]] = (

@@ -41,6 +41,7 @@ from smithers_core.gateway.metrics import GatewayMetrics
 from smithers_core.gateway.options import GatewayOptions, parse_options
 from smithers_core.gateway.routes import HttpRoutes
 from smithers_core.gateway.rpc import ACTIVE_STATUSES, Dispatcher, _config
+from smithers_core.gateway.streams import RunStreams
 from smithers_core.gateway.transport import gateway_protocol
 from smithers_core.gateway.websocket import WebSocketSession
 from smithers_core.http.binding import BoundServer, is_loopback_host, serve_app
@@ -136,6 +137,7 @@ class Gateway:
         self.metrics = GatewayMetrics()
         self.dispatcher = Dispatcher(self)
         self.http = HttpRoutes(self)
+        self.run_streams = RunStreams(self)
         self.state_version = 0
         self.connections: set[Connection] = set()
         self.authed_count = 0
@@ -312,6 +314,7 @@ class Gateway:
                         **_timeouts(self.options),
                     )
                     tg.start_soon(self._tick_loop)
+                    tg.start_soon(self._stream_heartbeat_loop)
                     for scheduler in schedulers:
                         await scheduler.start(host_info)
                         started.append(scheduler)
@@ -442,8 +445,11 @@ class Gateway:
         for conn in self.connections:
             if conn.identity is None or conn.closed:
                 continue
-            if isinstance(run_id, str) and conn.subscribed and run_id not in conn.subscribed:
-                continue
+            if isinstance(run_id, str):
+                if conn.subscribed and run_id not in conn.subscribed:
+                    continue
+                if run_id in conn.streamed_runs:
+                    continue  # delivered as run.event frames on its streams instead
             conn.push_event(name, text, version)
 
     def send_event(self, conn: Connection, name: str, payload: Any) -> None:
@@ -474,6 +480,12 @@ class Gateway:
                 if conn.identity is not None and not conn.closed:
                     conn.push_event("tick", text, self.state_version)
             self.metrics.heartbeat_ticks.inc()
+
+    async def _stream_heartbeat_loop(self) -> None:
+        interval = self.options.stream_heartbeat_ms / 1000
+        while True:
+            await anyio.sleep(interval)
+            self.run_streams.heartbeat()
 
     # -- payloads ----------------------------------------------------------------------------------
     def identity_payload(self) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -47,6 +47,7 @@ class CallContext:
     transport: str  # "http" | "ws"
     connection: Connection | None = None
     connection_id: str | None = None
+    after_response: list[Callable[[], None]] = field(default_factory=list)
 
 
 Handler = Callable[[CallContext, dict[str, Any]], Awaitable[Any]]
@@ -179,6 +180,7 @@ class Dispatcher:
             "listApprovals": self.list_approvals,
             "submitApproval": self.submit_approval,
             "submitSignal": self.submit_signal,
+            "streamRunEvents": self.stream_run_events,
         }
 
     # -- entry ------------------------------------------------------------------------------
@@ -545,6 +547,9 @@ class Dispatcher:
         self.gw.metrics.signals.inc()
         self._auto_subscribe(ctx, p.runId)
         return result
+
+    async def stream_run_events(self, ctx: CallContext, params: dict[str, Any]) -> Any:
+        return await self.gw.run_streams.open(ctx, params)
 
     # -- extensions ---------------------------------------------------------------------------
     async def call_extension(self, ctx: CallContext, entry: Entry, params: dict[str, Any]) -> Any:

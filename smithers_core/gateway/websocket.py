@@ -103,6 +103,7 @@ class WebSocketSession:
                 {"type": "websocket.accept", "headers": [(b"x-smithers-api-version", b"v1")]}
             )
             async with anyio.create_task_group() as tg:
+                conn.task_group = tg
                 tg.start_soon(conn.writer, tg.cancel_scope)
                 gw.send_event(
                     conn,
@@ -191,6 +192,8 @@ class WebSocketSession:
         except (TypeError, ValueError) as exc:
             text = encode(error_frame(frame_id, SmithersError("SERVER_ERROR", str(exc))))
         conn.push(text)
+        for callback in ctx.after_response:
+            callback()
 
     async def _connect(self, conn: Connection, frame_id: str, params: Any) -> None:
         gw = self.gw
