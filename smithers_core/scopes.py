@@ -162,7 +162,8 @@ METHOD_SCOPES: Final[dict[str, str]] = {
     "signals.send": "signal:submit",
     # HTTP/legacy-only names with fixed scopes (upstream HTTP_ROUTE_SCOPES) and the rest of
     # the catalog the gateway knows, so name grants resolve to a scope that never escalates.
-    "approve": "approval:submit",
+    # ("approve" is also a legacy level; the gateway resolves that method name through its
+    # alias table, so it is not listed here.)
     "workflows.list": "run:read",
     "runs.diff": "run:read",
     "retryTask": "run:write",
