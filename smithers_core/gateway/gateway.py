@@ -29,7 +29,7 @@ from pydantic.alias_generators import to_camel
 
 from smithers_core import jsonutil
 from smithers_core.auth import Identity, Peer
-from smithers_core.contributions import HostInfo, Scheduler
+from smithers_core.contributions import HostInfo, Scheduler, Transport
 from smithers_core.engine.options import EngineOptions
 from smithers_core.errors import SmithersError
 from smithers_core.gateway import authn, catalog
@@ -39,6 +39,7 @@ from smithers_core.gateway.events import map_event
 from smithers_core.gateway.extensions import ExtensionRegistry, call_maybe_async
 from smithers_core.gateway.metrics import GatewayMetrics
 from smithers_core.gateway.options import GatewayOptions, parse_options
+from smithers_core.gateway.plugin_routes import PluginRoutes
 from smithers_core.gateway.routes import HttpRoutes
 from smithers_core.gateway.rpc import ACTIVE_STATUSES, Dispatcher, _config
 from smithers_core.gateway.streams import RunStreams
@@ -138,6 +139,7 @@ class Gateway:
         self.dispatcher = Dispatcher(self)
         self.http = HttpRoutes(self)
         self.run_streams = RunStreams(self)
+        self.plugin_routes: PluginRoutes | None = None
         self.state_version = 0
         self.connections: set[Connection] = set()
         self.authed_count = 0
@@ -208,6 +210,7 @@ class Gateway:
         )
         schedulers = self.plugins.schedulers(host_info)
         self._check_configuration(schedulers)
+        self.plugin_routes = PluginRoutes(self, self.plugins.transports(host_info))
         if (
             path is None
             and host is not None
@@ -285,6 +288,7 @@ class Gateway:
         if isinstance(db, SmithersDb):
             db = db.store
         started: list[Scheduler] = []
+        started_transports: list[Transport] = []
         try:
             async with Runtime(
                 db,
@@ -315,6 +319,11 @@ class Gateway:
                     )
                     tg.start_soon(self._tick_loop)
                     tg.start_soon(self._stream_heartbeat_loop)
+                    assert self.plugin_routes is not None
+                    transports = self.plugin_routes.transports
+                    for transport in transports:
+                        await transport.startup()
+                        started_transports.append(transport)
                     for scheduler in schedulers:
                         await scheduler.start(host_info)
                         started.append(scheduler)
@@ -328,6 +337,11 @@ class Gateway:
                     for conn in list(self.connections):
                         conn.close(1001, "gateway shutting down")
                     await bound.close()
+                    for transport in reversed(started_transports):
+                        try:
+                            await transport.shutdown()
+                        except Exception:
+                            log.exception("transport %s failed to stop", transport.name)
                     tg.cancel_scope.cancel()
         except BaseException as exc:
             if not ready.done():
@@ -349,7 +363,11 @@ class Gateway:
         if kind == "http":
             await self.http(scope, receive, send)
         elif kind == "websocket":
-            await WebSocketSession(self, scope, receive, send).run()
+            route = self.plugin_routes.ws.get(scope.get("path", "")) if self.plugin_routes else None
+            if route is not None and self.plugin_routes is not None:
+                await self.plugin_routes.serve_ws(route, scope, receive, send)
+            else:
+                await WebSocketSession(self, scope, receive, send).run()
         elif kind == "lifespan":
             while True:
                 message = await receive()

@@ -123,6 +123,11 @@ class HttpRoutes:
                 ],
             )
             return
+        plugins = self.gw.plugin_routes
+        route = plugins.match_http(method, path) if plugins is not None else None
+        if route is not None and plugins is not None:
+            await plugins.serve_http(route, scope, receive, send)
+            return
         await respond_json(
             send, 404, {"error": {"code": "NOT_FOUND", "message": "Route not found"}}
         )
