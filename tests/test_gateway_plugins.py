@@ -118,3 +118,43 @@ async def test_plugin_routes_and_schedulers(tmp_path: Path) -> None:
                 pass
         assert info.value.response.status_code == 401
     assert plugin.log[-2:] == ["scheduler:stop", "transport:stop"]
+
+
+class UiPlugin:
+    def __init__(self, assets: Path) -> None:
+        self.assets = assets
+
+    @hookimpl
+    def smithers_ui_mounts(self) -> list[Any]:
+        from smithers_core.contributions import UiMount
+
+        async def console(scope: Any, receive: Any, send: Any) -> None:
+            response = JSONResponse({"console": scope["path"]})
+            await response(scope, receive, send)
+
+        return [
+            UiMount("/ui", "Dashboard", assets=self.assets),
+            UiMount("/console", "Operator console", app=console, option="operator_ui"),
+        ]
+
+
+async def test_ui_mounts(tmp_path: Path) -> None:
+    assets = tmp_path / "assets"
+    assets.mkdir()
+    (assets / "index.html").write_text("<h1>dash</h1>")
+    host = plugin_host()
+    host.register(UiPlugin(assets), "fixture_ui")
+    gw = make_gateway(tmp_path, tokens=TOKENS, plugins=host)
+    gw.register("withui", wfs.deploy, ui=True)  # valid now that a UI plugin is installed
+    async with running(gw), http(gw) as anon:
+        r = await anon.get("/ui/")
+        assert r.status_code == 200 and "dash" in r.text
+        r = await anon.get("/console/runs")
+        assert r.status_code == 401  # the operator console requires auth
+        async with http(gw, OP_TOKEN) as c:
+            r = await c.get("/console/runs")
+            assert r.json() == {"console": "/runs"}
+        workflows = (await anon.get("/workflows")).json()["workflows"]
+        assert {"key": "withui", "hasUi": True, "uiPath": "/workflows/withui"}.items() <= next(
+            w for w in workflows if w["key"] == "withui"
+        ).items()

@@ -210,7 +210,9 @@ class Gateway:
         )
         schedulers = self.plugins.schedulers(host_info)
         self._check_configuration(schedulers)
-        self.plugin_routes = PluginRoutes(self, self.plugins.transports(host_info))
+        self.plugin_routes = PluginRoutes(
+            self, self.plugins.transports(host_info), self.plugins.ui_mounts()
+        )
         if (
             path is None
             and host is not None
@@ -406,6 +408,8 @@ class Gateway:
 
     # -- events ----------------------------------------------------------------------------------
     def _on_events(self, events: list[CommittedEvent]) -> None:
+        if not self.options.out_of_process_event_bridge:
+            events = [e for e in events if e.event]
         missing = [e for e in events if not e.event]
         stored: dict[tuple[str, int], dict[str, Any]] = {}
         if missing and self.runtime is not None:

@@ -15,11 +15,12 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
+from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 
 from smithers_core import scopes
 from smithers_core.auth.tokens import parse_cookies
-from smithers_core.contributions import RouteSpec, Transport
+from smithers_core.contributions import RouteSpec, Transport, UiMount
 from smithers_core.errors import SmithersError
 from smithers_core.gateway.frames import error_frame, status_for_code
 from smithers_core.gateway.websocket import deny, scope_headers
@@ -36,11 +37,23 @@ def _peer(scope: dict[str, Any]) -> Any:
 
 
 class PluginRoutes:
-    """Exact-path routing to plugin endpoints, with core's auth wrapped around them."""
+    """Exact-path routing to plugin endpoints, with core's auth wrapped around them, and
+    UI mounts (``smithers_ui_mounts``) by longest path prefix (GET/HEAD only). UI mounts are
+    served without auth, except a mount whose ``option`` is ``"operator_ui"``."""
 
-    def __init__(self, gateway: Gateway, transports: list[Transport]) -> None:
+    def __init__(
+        self, gateway: Gateway, transports: list[Transport], mounts: list[UiMount] | None = None
+    ) -> None:
         self.gw = gateway
         self.transports = transports
+        self.mounts: list[tuple[str, Any, UiMount]] = []
+        for mount in mounts or []:
+            app = mount.app
+            if app is None and mount.assets is not None:
+                app = StaticFiles(directory=str(mount.assets), html=True)
+            if app is not None:
+                self.mounts.append((mount.path.rstrip("/") or "/", app, mount))
+        self.mounts.sort(key=lambda m: len(m[0]), reverse=True)
         self.http: dict[tuple[str, str], RouteSpec] = {}
         self.ws: dict[str, RouteSpec] = {}
         for transport in transports:
@@ -50,6 +63,33 @@ class PluginRoutes:
                 else:
                     for method in route.methods:
                         self.http[(method.upper(), route.path)] = route
+
+    def match_mount(self, method: str, path: str) -> tuple[str, Any, UiMount] | None:
+        if method not in ("GET", "HEAD"):
+            return None
+        for prefix, app, mount in self.mounts:
+            if prefix == "/" or path == prefix or path.startswith(prefix + "/"):
+                return prefix, app, mount
+        return None
+
+    async def serve_mount(
+        self, found: tuple[str, Any, UiMount], scope: Any, receive: Any, send: Any
+    ) -> None:
+        from smithers_core.gateway.routes import respond_json
+
+        prefix, app, mount = found
+        if mount.option == "operator_ui":
+            route = RouteSpec(mount.path, app)
+            try:
+                await self._identity(scope, route)
+            except SmithersError as exc:
+                await respond_json(send, status_for_code(exc.code), error_frame("ui", exc))
+                return
+        sub = dict(scope)
+        if prefix != "/":
+            sub["root_path"] = scope.get("root_path", "") + prefix
+            sub["path"] = scope["path"][len(prefix) :] or "/"
+        await app(sub, receive, send)
 
     def match_http(self, method: str, path: str) -> RouteSpec | None:
         route = self.http.get((method, path))

@@ -128,6 +128,10 @@ class HttpRoutes:
         if route is not None and plugins is not None:
             await plugins.serve_http(route, scope, receive, send)
             return
+        mount = plugins.match_mount(method, path) if plugins is not None else None
+        if mount is not None and plugins is not None:
+            await plugins.serve_mount(mount, scope, receive, send)
+            return
         await respond_json(
             send, 404, {"error": {"code": "NOT_FOUND", "message": "Route not found"}}
         )
