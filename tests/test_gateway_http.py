@@ -507,3 +507,16 @@ async def test_unix_socket(tmp_path: Path) -> None:
                 "/v1/rpc/health", json={}, headers={"authorization": f"Bearer {OP_TOKEN}"}
             )
             assert r.status_code == 200 and r.json()["ok"] is True
+
+
+async def test_unexpected_errors_are_server_error(tmp_path: Path) -> None:
+    gw = make_gateway(tmp_path, tokens=TOKENS)
+
+    async def broken(ctx: Any, params: Any) -> Any:
+        raise RuntimeError("disk on fire")
+
+    gw.dispatcher.handlers["health"] = broken
+    async with running(gw), http(gw, OP_TOKEN) as c:
+        r = await rpc(c, "health")
+        assert r.status_code == 500
+        assert _error(r) == {"version": "v1", "code": "SERVER_ERROR", "message": "disk on fire"}

@@ -165,3 +165,22 @@ async def test_stream_errors_and_caps(tmp_path: Path) -> None:
                 "limit": 1,
             }
         await wait_for(lambda: not gw.run_streams.streams, 5, "streams released on close")
+
+
+async def test_slow_stream_consumer_is_disconnected(tmp_path: Path) -> None:
+    gw = make_gateway(tmp_path, tokens=TOKENS, run_stream_queue_limit=2)
+    async with running(gw):
+        run_id, _count = await _finished_run(gw)
+        async with ws_client(gw) as ws:
+            await ws.recv()
+            await ws.connect()
+            res = await ws.request("streamRunEvents", {"runId": run_id, "afterSeq": 0})
+            err = await ws.event("run.error")
+            assert err["payload"]["streamId"] == res["payload"]["streamId"]
+            assert err["payload"]["error"]["code"] == "BackpressureDisconnect"
+            assert err["payload"]["error"]["message"] == (
+                "Run event stream outbound queue exceeded 2 frames; disconnecting slow consumer."
+            )
+            # The socket stays open; the stream is gone.
+            assert (await ws.request("health"))["ok"] is True
+            assert not gw.run_streams.streams
