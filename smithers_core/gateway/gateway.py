@@ -31,6 +31,7 @@ from smithers_core import jsonutil
 from smithers_core.auth import Identity, Peer
 from smithers_core.contributions import HostInfo, Scheduler, Transport
 from smithers_core.engine.options import EngineOptions
+from smithers_core.engine.transitions import TERMINAL_RUN
 from smithers_core.errors import SmithersError
 from smithers_core.gateway import authn, catalog
 from smithers_core.gateway.authn import AuthSetup, build_auth
@@ -153,6 +154,7 @@ class Gateway:
         self._tg: anyio.abc.TaskGroup | None = None
         self._last_seq: dict[str, int] = {}
         self._completed: OrderedDict[str, None] = OrderedDict()
+        self._run_cache: OrderedDict[str, dict[str, Any]] = OrderedDict()
         for namespace, definition in self.plugins.rpc_namespaces().items():
             self.extend(namespace, definition)
 
@@ -357,6 +359,7 @@ class Gateway:
         finally:
             self._tg = None
             self.runtime = None
+            self._run_cache.clear()
             self.connections.clear()
             self.authed_count = self.preauth_count = 0
 
@@ -415,6 +418,7 @@ class Gateway:
         if missing and self.runtime is not None:
             stored = self._read_events(missing)
         for ev in events:
+            self._run_cache.pop(ev.run_id, None)
             if self._last_seq.get(ev.run_id, -1) >= ev.seq:
                 continue
             self._last_seq[ev.run_id] = ev.seq
@@ -576,10 +580,21 @@ class Gateway:
         return "other"
 
     def run_record(self, run_id: str) -> dict[str, Any]:
+        """``getRun``'s body. A terminal run's body is cached until an event of that run
+        commits (D13)."""
+        cached = self._run_cache.get(run_id)
+        if cached is not None:
+            self._run_cache.move_to_end(run_id)
+            return cached
         run: dict[str, Any] | None = self.runtime.db.get_run(run_id)
         if run is None:
             raise SmithersError("NOT_FOUND", f"Run not found: {run_id}")
-        return self.dispatcher.enrich(run, _config(run))
+        record = self.dispatcher.enrich(run, _config(run))
+        if record.get("status") in TERMINAL_RUN:
+            self._run_cache[run_id] = record
+            while len(self._run_cache) > 1000:
+                self._run_cache.popitem(last=False)
+        return record
 
     async def query_runs(
         self,
