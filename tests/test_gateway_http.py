@@ -520,3 +520,21 @@ async def test_unexpected_errors_are_server_error(tmp_path: Path) -> None:
         r = await rpc(c, "health")
         assert r.status_code == 500
         assert _error(r) == {"version": "v1", "code": "SERVER_ERROR", "message": "disk on fire"}
+
+
+async def test_headers_timeout_answers_408(tmp_path: Path) -> None:
+    import anyio
+
+    gw = make_gateway(tmp_path, tokens=TOKENS, headers_timeout=200)
+    async with running(gw):
+        stream = await anyio.connect_tcp("127.0.0.1", gw.port or 0)
+        async with stream:
+            await stream.send(b"POST /rpc HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # never finished
+            data = b""
+            with anyio.fail_after(5):
+                try:
+                    while True:
+                        data += await stream.receive()
+                except (anyio.EndOfStream, anyio.BrokenResourceError):
+                    pass
+        assert data.startswith(b"HTTP/1.1 408")
