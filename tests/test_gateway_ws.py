@@ -336,3 +336,13 @@ async def test_hello_snapshot_lists_active_runs_and_approvals(tmp_path: Path) ->
             }
             failed = await ws.event("run.completed", runId=run_id)
             assert failed["payload"]["status"] == "failed" and "error" in failed["payload"]
+
+
+async def test_permessage_deflate_is_off_by_default(tmp_path: Path) -> None:
+    async with running(make_gateway(tmp_path, tokens=TOKENS)) as gw, ws_client(gw) as ws:
+        # The client offers permessage-deflate; the gateway declines it (D13).
+        assert ws.ws.protocol.extensions == []
+        assert ws.ws.response.headers["x-smithers-api-version"] == "v1"
+    gw = make_gateway(tmp_path, tokens=TOKENS, ws_per_message_deflate=True)
+    async with running(gw), ws_client(gw) as ws:
+        assert [e.name for e in ws.ws.protocol.extensions] == ["permessage-deflate"]

@@ -144,7 +144,7 @@ class PluginRoutes:
                 identity = await self._identity(scope, route)
             except SmithersError as exc:
                 status = status_for_code(exc.code)
-                await deny(send, status, (exc.message + "\n").encode())
+                await deny(send, status, (exc.message + "\n").encode(), scope)
                 return
             replayed = [message]
             original = receive

@@ -37,8 +37,14 @@ def scope_headers(scope: dict[str, Any]) -> dict[str, str]:
     return out
 
 
-async def deny(send: Any, status: int, body: bytes) -> None:
-    """Refuse an upgrade with a raw HTTP response (the ASGI denial-response extension)."""
+async def deny(send: Any, status: int, body: bytes, scope: dict[str, Any] | None = None) -> None:
+    """Refuse an upgrade with a raw HTTP response (the ASGI denial-response extension).
+
+    A server without that extension gets a close before accept (an HTTP 403 in practice).
+    """
+    if scope is not None and "websocket.http.response" not in (scope.get("extensions") or {}):
+        await send({"type": "websocket.close", "code": 1008})
+        return
     await send(
         {
             "type": "websocket.http.response.start",
@@ -73,7 +79,7 @@ class WebSocketSession:
         if gw.authed_count >= gw.options.max_connections or (
             gw.preauth_count >= gw.options.max_pre_auth_connections
         ):
-            await deny(self.send, 503, LIMIT_BODY)
+            await deny(self.send, 503, LIMIT_BODY, self.scope)
             return
         failure = check_gates(
             headers,
@@ -83,7 +89,7 @@ class WebSocketSession:
             insecure=gw.options.insecure,
         )
         if failure is not None:
-            await deny(self.send, 403, ORIGIN_BODY)
+            await deny(self.send, 403, ORIGIN_BODY, self.scope)
             return
         conn = Connection(
             self.send,
