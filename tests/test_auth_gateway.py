@@ -109,7 +109,7 @@ async def _wait_finished(client: httpx.AsyncClient, run_id: str) -> dict[str, An
 
 @pytest.mark.parametrize("mode", ["token", "jwt", "trusted-proxy"])
 async def test_swapping_the_mode_in_the_config_file(tmp_path: Path, mode: str) -> None:
-    gateway, listen = build_gateway(load_config(_write(tmp_path, mode), environ={}))
+    gateway, _ = build_gateway(load_config(_write(tmp_path, mode), environ={}))
     await gateway.listen(port=0)
     try:
         if mode != "trusted-proxy":  # a trusted peer without headers gets default_scopes
