@@ -237,3 +237,28 @@ async def test_plugin_contributed_namespace(tmp_path: Path) -> None:
             r = await rpc(reader, "ext.plug.ping")
             assert r.status_code == 403
             assert r.json()["error"]["requiredScope"] == "observability:read"
+
+
+async def test_extension_stream_caps(tmp_path: Path) -> None:
+    ext = DeployExtension()
+    gw = make_gateway(tmp_path, tokens=TOKENS, run_stream_queue_limit=2)
+    gw.extend("deploy", ext.definition())
+    async with running(gw), ws_client(gw) as ws:
+        await ws.recv()
+        await ws.connect()
+        stream_id = (await ws.request("ext.stream.deploy.logs"))["payload"]["streamId"]
+        stream = ext.streams[stream_id]
+        # An envelope over 4 MiB is dropped and reported; the stream stays open.
+        stream.send({"line": "x" * (4 * 1024 * 1024)})
+        err = await ws.event("ext.stream.error")
+        assert err["payload"]["streamId"] == stream_id
+        assert err["payload"]["error"]["code"] == "PayloadTooLarge"
+        assert ext.cleaned == []
+        # More frames queued than the per-stream limit: BackpressureDisconnect and cleanup.
+        for i in range(5):
+            stream.send({"line": i})
+        err = await ws.event("ext.stream.error")
+        assert err["payload"]["error"]["code"] == "BackpressureDisconnect"
+        await wait_for(lambda: ext.cleaned == [stream_id], 5, "cleanup after backpressure")
+        assert stream.signal.is_set()
+        assert (await ws.request("health"))["ok"] is True  # the socket stays open
