@@ -538,3 +538,51 @@ async def test_headers_timeout_answers_408(tmp_path: Path) -> None:
                 except (anyio.EndOfStream, anyio.BrokenResourceError):
                     pass
         assert data.startswith(b"HTTP/1.1 408")
+
+
+async def test_approval_scopes_and_filters(tmp_path: Path) -> None:
+    from tests.fixtures.gateway import workflows as wfs
+
+    tokens = {
+        **TOKENS,
+        "approver": {"role": "operator", "scopes": ["approve"], "userId": "user:a"},
+        "admin": {"role": "admin", "scopes": ["admin"], "userId": "user:root"},
+    }
+    gw = make_gateway(tmp_path, tokens=tokens)
+    gw.register("admins", wfs.admins)
+    gw.register("internal", wfs.deploy, system=True)
+    async with running(gw), http(gw, OP_TOKEN) as c:
+        run_id = (await rpc(c, "launchRun", {"workflow": "admins"})).json()["payload"]["runId"]
+        other = (await rpc(c, "launchRun", {"workflow": "gated"})).json()["payload"]["runId"]
+        await _status(c, run_id, "waiting-approval")
+        await _status(c, other, "waiting-approval")
+        rows = (await rpc(c, "listApprovals", {"workflow": "admins"})).json()["payload"]
+        assert [r["runId"] for r in rows] == [run_id]
+        assert rows[0]["allowedScopes"] == ["run:admin"]
+        rows = (await rpc(c, "approvals.list", {"filter": {"limit": 1}})).json()["payload"]
+        assert len(rows) == 1
+        async with http(gw, "approver") as approver:
+            r = await rpc(
+                approver, "submitApproval", {"runId": run_id, "nodeId": "gate", "approved": True}
+            )
+            assert r.status_code == 403
+            assert _error(r) == {
+                "version": "v1",
+                "code": "FORBIDDEN",
+                "message": "Connection is missing required approval scope",
+            }
+        async with http(gw, "admin") as admin:
+            r = await rpc(
+                admin, "submitApproval", {"runId": run_id, "nodeId": "gate", "approved": True}
+            )
+            assert r.status_code == 200
+        await _status(c, run_id, "finished")
+
+        keys = [w["key"] for w in (await rpc(c, "listWorkflows", {})).json()["payload"]]
+        assert "internal" not in keys
+        listed = (await rpc(c, "listWorkflows", {"filter": {"includeSystem": True}})).json()
+        assert "internal" in [w["key"] for w in listed["payload"]]
+        r = await rpc(c, "launchRun", {"workflow": "internal"})
+        assert r.json()["payload"]["system"] is True
+        assert (await c.get("/workflows")).json()["workflows"][0]["key"] == "admins"
+        assert "internal" not in [w["key"] for w in (await c.get("/workflows")).json()["workflows"]]
