@@ -154,3 +154,26 @@ async def test_listen_is_idempotent_and_close_twice(tmp_path: Path) -> None:
         await gw.close()
     await gw.close()
     assert gw.url is None
+
+
+async def test_close_closes_sockets(tmp_path: Path) -> None:
+    from websockets.exceptions import ConnectionClosed
+
+    from tests.gateway_helpers import ws_client
+
+    gw = make_gateway(tmp_path, tokens=TOKENS)
+    await gw.listen(port=0)
+    try:
+        async with ws_client(gw) as ws:
+            await ws.recv()
+            await ws.connect()
+            with anyio.fail_after(5):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(gw.close)
+                    with pytest.raises(ConnectionClosed) as info:
+                        while True:
+                            await ws.ws.recv()
+            assert info.value.rcvd is not None
+            assert info.value.rcvd.code == 1001
+    finally:
+        await gw.close()
