@@ -100,7 +100,7 @@ def build_gateway(config: SmithersConfig) -> tuple[Any, dict[str, Any]]:
             schedule=entry.schedule,
             webhook=entry.webhook,
             ui=entry.ui,
-            system=bool((entry.model_extra or {}).get("system", False)),
+            system=entry.system,
         )
     return gateway, listen
 

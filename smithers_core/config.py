@@ -38,6 +38,7 @@ class WorkflowEntry(BaseModel):
     schedule: str | None = None
     webhook: dict[str, Any] | None = None
     ui: Any = None
+    system: bool = False
 
 
 class SmithersConfig(BaseModel):

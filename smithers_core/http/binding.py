@@ -88,7 +88,9 @@ def _bind_socket(host: str, port: int, path: str | None) -> socket.socket:
         sock.bind(path)
     else:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        # proto=IPPROTO_TCP lets asyncio set TCP_NODELAY on accepted sockets (no 40 ms
+        # delayed-ACK stall on two-part responses)
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
