@@ -77,10 +77,10 @@ def test(extra: list[str]) -> int:
 
 
 def main_job(extra: list[str]) -> int:
-    """The main job: run the example workflow on the embedded SQLite store."""
+    """The main job: a gateway with the example workflows on the embedded SQLite store."""
     setup()
-    args = extra or ["examples/hello.py", "--db", "sqlite:///.smithers/dev.db"]
-    return run(BIN / "smithers", "up", *args, check=False)
+    args = extra or ["--config", "examples/smithers.toml", "--session-token"]
+    return run(BIN / "smithers", "gateway", *args, check=False)
 
 
 def main(argv: list[str]) -> int:

@@ -16,6 +16,7 @@ import os
 import secrets
 import signal
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--host", help="bind address (overrides [gateway] host; default 127.0.0.1)")
     p.add_argument("--port", type=int, help="TCP port (overrides [gateway] port; default 7331)")
     p.add_argument("--path", metavar="SOCKET", help="serve on a Unix socket instead of TCP")
+    p.add_argument(
+        "--session-token",
+        action="store_true",
+        help="token mode: also mint an operator token valid only while this process runs,"
+        " and print it (never written to disk)",
+    )
     p.set_defaults(handler=_run)
 
 
@@ -105,11 +112,33 @@ def build_gateway(config: SmithersConfig) -> tuple[Any, dict[str, Any]]:
     return gateway, listen
 
 
+def add_session_token(config: SmithersConfig) -> str | None:
+    """Add an in-memory operator grant (token mode only); returns the token to print."""
+    if config.auth.get("mode") != "token":
+        return None
+    token = secrets.token_urlsafe(32)
+    digest = hashlib.sha256(token.encode("utf-8")).hexdigest()
+    current = config.auth.get("tokens") or {}
+    if isinstance(current, str):  # the text of ``tokens_file`` (D2 ``_file`` rule)
+        parsed = tomllib.loads(current)
+        current = parsed.get("tokens", parsed) if isinstance(parsed.get("tokens"), dict) else parsed
+    grants = dict(current)
+    grants[f"sha256:{digest}"] = {
+        "role": "operator",
+        "scopes": ["*"],
+        "userId": "operator",
+        "tokenId": digest[:16],
+    }
+    config.auth["tokens"] = grants
+    return token
+
+
 def _run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     token = ensure_first_token(config)
     if token is not None:
         config = load_config(config.path)
+    session = add_session_token(config) if args.session_token and token is None else None
     gateway, listen = build_gateway(config)
     for key in LISTEN_KEYS:
         value = getattr(args, key)
@@ -127,6 +156,18 @@ def _run(args: argparse.Namespace) -> int:
                 print(
                     "  created an operator token (shown once; its digest is in"
                     f" {config.auth.get('tokens_file')}):\n\n    {token}\n",
+                    flush=True,
+                )
+            elif session is not None:
+                print(
+                    "  operator token for this session (valid until the gateway stops):"
+                    f"\n\n    {session}\n",
+                    flush=True,
+                )
+            elif gateway.auth.mode == "token":
+                print(
+                    "  tokens: the operator token was printed when the tokens file was created;"
+                    " make another with: smithers token issue --role operator --scopes '*'",
                     flush=True,
                 )
             with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
