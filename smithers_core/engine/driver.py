@@ -23,9 +23,20 @@ from pydantic import BaseModel, ValidationError
 
 from smithers_core import jsonutil
 from smithers_core.clock import now_ms
-from smithers_core.engine.render import Key, PLeaf, PLoop, PNode, PPar, PSeq, RenderPlan, render
+from smithers_core.engine.render import (
+    Key,
+    PLeaf,
+    PLoop,
+    PNode,
+    PPar,
+    PSeq,
+    RenderPlan,
+    call_render_code,
+    render,
+)
 from smithers_core.engine.state import RunState, load_run_state
 from smithers_core.engine.transitions import (
+    cancel_attempt,
     cancel_waiting_nodes,
     error_dict,
     finish_run,
@@ -98,23 +109,8 @@ def backoff_delay(task: Task, failures: int, cap_ms: int) -> int:
 
 
 def _render_predicate(fn: Callable[[Ctx], Any], ctx: Ctx, what: str) -> bool:
-    """Evaluate render-time user code (a loop's ``until``, an auto-approve ``condition``).
-
-    Like an exception in ``build`` (D4), an exception here fails the run with
-    ``RENDER_FAILED`` instead of surfacing as an engine error.
-    """
-    try:
-        return bool(fn(ctx))
-    except SmithersError as exc:
-        if exc.code == "MISSING_OUTPUT":
-            raise SmithersError("RENDER_FAILED", exc.message, exc.details) from exc
-        raise
-    except Exception as exc:
-        raise SmithersError(
-            "RENDER_FAILED",
-            f"{what} failed: {type(exc).__name__}: {exc}",
-            {"error": type(exc).__name__},
-        ) from exc
+    """Evaluate render-time user code (a loop's ``until``, an auto-approve ``condition``)."""
+    return bool(call_render_code(fn, ctx, what))
 
 
 def _model_name(model: type[BaseModel] | None) -> str:
@@ -332,23 +328,7 @@ class RunDriver:
                     where,
                 ):
                     attempt = int(a["attempt"])
-                    tx.execute(
-                        "UPDATE _smithers_attempts SET state = 'cancelled', finished_at_ms = ?,"
-                        " error_json = ? WHERE run_id = ? AND node_id = ? AND iteration = ?"
-                        " AND attempt = ?",
-                        (
-                            tx.now,
-                            jsonutil.dumps(
-                                {
-                                    "code": "CANCELLED",
-                                    "message": "Cancelled (unmounted)",
-                                    "reason": "unmounted",
-                                }
-                            ),
-                            *where,
-                            attempt,
-                        ),
-                    )
+                    cancel_attempt(tx, run_id, key, attempt, "unmounted")
                     if a["state"] == "waiting-timer":
                         tx.emit(run_id, "TimerCancelled", timerId=key[0], **node_event(key))
                 set_node(tx, run_id, key[0], key[1], "cancelled")
@@ -752,22 +732,7 @@ class RunDriver:
                     tx.emit(run_id, "NodeRetrying", **node_event(key, attempt=attempt + 1))
             else:
                 reason = str(value)
-                tx.execute(
-                    "UPDATE _smithers_attempts SET state = 'cancelled', finished_at_ms = ?,"
-                    " error_json = ? WHERE run_id = ? AND node_id = ? AND iteration = ?"
-                    " AND attempt = ?",
-                    (
-                        tx.now,
-                        jsonutil.dumps(
-                            {
-                                "code": "CANCELLED",
-                                "message": f"Cancelled ({reason})",
-                                "reason": reason,
-                            }
-                        ),
-                        *where,
-                    ),
-                )
+                cancel_attempt(tx, run_id, key, attempt, reason)
                 # shutdown hands the node back (D6); aborted and unmounted attempts are
                 # cancelled (a remounted node still starts again, not counted as a failure)
                 state = "pending" if reason == "shutdown" else "cancelled"

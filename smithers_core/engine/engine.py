@@ -31,6 +31,7 @@ from smithers_core.engine.options import EngineOptions
 from smithers_core.engine.transitions import (
     TERMINAL_RUN,
     WAITING_RUN,
+    cancel_attempt,
     cancel_waiting_nodes,
     finish_run,
     get_run_row,
@@ -298,25 +299,7 @@ class Engine:
                 (run_id,),
             ):
                 key = (a["node_id"], a["iteration"])
-                tx.execute(
-                    "UPDATE _smithers_attempts SET state = 'cancelled', finished_at_ms = ?,"
-                    " error_json = ? WHERE run_id = ? AND node_id = ? AND iteration = ?"
-                    " AND attempt = ?",
-                    (
-                        tx.now,
-                        jsonutil.dumps(
-                            {
-                                "code": "CANCELLED",
-                                "message": "Cancelled (abandoned)",
-                                "reason": "abandoned",
-                            }
-                        ),
-                        run_id,
-                        key[0],
-                        key[1],
-                        a["attempt"],
-                    ),
-                )
+                cancel_attempt(tx, run_id, key, int(a["attempt"]), "abandoned")
                 set_node(tx, run_id, key[0], key[1], "pending")
                 tx.emit(
                     run_id,

@@ -13,7 +13,7 @@ import hashlib
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from smithers_core import jsonutil
 from smithers_core.errors import SmithersError
@@ -32,6 +32,7 @@ from smithers_core.workflow.nodes import (
 )
 
 Key = tuple[str, int]
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -347,14 +348,11 @@ def _check_needs(leaves: dict[Key, PLeaf], ids: dict[str, Key]) -> None:
                 stack.extend(waits_for(cur))
 
 
-def render(
-    workflow: Workflow,
-    ctx: Ctx,
-    loops: Mapping[str, LoopState],
-) -> RenderPlan:
-    """Render the workflow once. Raises ``SmithersError`` with a render error code."""
+def call_render_code(fn: Callable[[Ctx], T], ctx: Ctx, what: str) -> T:
+    """Run user code that executes at render time (``build``, a loop's ``until``, an
+    auto-approve ``condition``): any exception fails the run with ``RENDER_FAILED`` (D4)."""
     try:
-        tree = workflow.build(ctx)
+        return fn(ctx)
     except SmithersError as exc:
         if exc.code == "MISSING_OUTPUT":
             raise SmithersError("RENDER_FAILED", exc.message, exc.details) from exc
@@ -362,9 +360,18 @@ def render(
     except Exception as exc:
         raise SmithersError(
             "RENDER_FAILED",
-            f"Render of workflow {workflow.name!r} failed: {type(exc).__name__}: {exc}",
+            f"{what} failed: {type(exc).__name__}: {exc}",
             {"error": type(exc).__name__},
         ) from exc
+
+
+def render(
+    workflow: Workflow,
+    ctx: Ctx,
+    loops: Mapping[str, LoopState],
+) -> RenderPlan:
+    """Render the workflow once. Raises ``SmithersError`` with a render error code."""
+    tree = call_render_code(workflow.build, ctx, f"Render of workflow {workflow.name!r}")
     renderer = _Renderer(loops)
     children: list[dict[str, Any]] = []
     root: PNode | None = None

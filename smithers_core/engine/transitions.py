@@ -110,6 +110,24 @@ def bump_inbox(tx: Tx, run_id: str) -> None:
     tx.execute("UPDATE _smithers_runs SET inbox_seq = inbox_seq + 1 WHERE run_id = ?", (run_id,))
 
 
+def cancel_attempt(tx: Tx, run_id: str, key: tuple[str, int], attempt: int, reason: str) -> None:
+    """Mark one attempt ``cancelled`` with ``error_json = {code: CANCELLED, reason}``."""
+    tx.execute(
+        "UPDATE _smithers_attempts SET state = 'cancelled', finished_at_ms = ?,"
+        " error_json = ? WHERE run_id = ? AND node_id = ? AND iteration = ? AND attempt = ?",
+        (
+            tx.now,
+            jsonutil.dumps(
+                {"code": "CANCELLED", "message": f"Cancelled ({reason})", "reason": reason}
+            ),
+            run_id,
+            key[0],
+            key[1],
+            attempt,
+        ),
+    )
+
+
 def cancel_waiting_nodes(tx: Tx, run_id: str, reason: str) -> None:
     """Cancel timers, waits and approvals still waiting (``TimerCancelled``, ``NodeCancelled``)."""
     rows = tx.all(
@@ -120,18 +138,7 @@ def cancel_waiting_nodes(tx: Tx, run_id: str, reason: str) -> None:
     )
     for r in rows:
         key = (r["node_id"], r["iteration"])
-        tx.execute(
-            "UPDATE _smithers_attempts SET state = 'cancelled', finished_at_ms = ?,"
-            " error_json = ? WHERE run_id = ? AND node_id = ? AND iteration = ? AND attempt = ?",
-            (
-                tx.now,
-                jsonutil.dumps({"code": "CANCELLED", "message": f"Cancelled ({reason})"}),
-                run_id,
-                key[0],
-                key[1],
-                r["attempt"],
-            ),
-        )
+        cancel_attempt(tx, run_id, key, int(r["attempt"]), reason)
         set_node(tx, run_id, key[0], key[1], "cancelled")
         if r["state"] == "waiting-timer":
             tx.emit(run_id, "TimerCancelled", timerId=key[0], **node_event(key))
