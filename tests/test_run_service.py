@@ -82,3 +82,29 @@ async def test_get_run_shape(tmp_path: Path) -> None:
         with pytest.raises(SmithersError) as err:
             await h.svc.get_run("missing")
         assert err.value.code == "RUN_NOT_FOUND"
+
+
+async def test_run_config_max_concurrency_caps_parallel_tasks(tmp_path: Path) -> None:
+    import anyio
+
+    from smithers_core import Par
+
+    state = {"now": 0, "peak": 0}
+
+    async def work(t):  # type: ignore[no-untyped-def]
+        state["now"] += 1
+        state["peak"] = max(state["peak"], state["now"])
+        await anyio.sleep(0.02)
+        state["now"] -= 1
+        return Out(doubled=0)
+
+    @workflow("fan")
+    def fan(ctx):  # type: ignore[no-untyped-def]
+        return Par(*[Task(f"t{i}", work, output=Out) for i in range(4)])
+
+    async with Harness(tmp_path, fan) as h:
+        _, status = await h.start(fan, {}, config={"maxConcurrency": 1})
+        assert status == "finished" and state["peak"] == 1
+        state["peak"] = 0
+        _, status = await h.start(fan, {})
+        assert status == "finished" and state["peak"] == 4  # the workflow default (4)

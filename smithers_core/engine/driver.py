@@ -135,6 +135,7 @@ class RunDriver:
         auth: RunAuth | None,
         *,
         allow_network: bool = False,
+        max_concurrency: int | None = None,
     ) -> None:
         self.engine = engine
         self.store = engine.store
@@ -143,6 +144,9 @@ class RunDriver:
         self.input = input_value
         self.auth = auth
         self.allow_network = allow_network
+        # a run's config may lower or raise the workflow's cap (server config.maxConcurrency,
+        # launchRun options.maxConcurrency)
+        self.max_concurrency = max_concurrency or workflow.max_concurrency
         self.inflight: dict[Key, Inflight] = {}
         self._wake = anyio.Event()
         self.cancel_requested = False
@@ -827,7 +831,7 @@ class _Walker:
         self.ctx = ctx
         self.run_id = driver.run_id
         self.running = sum(1 for k in driver.inflight)
-        self.cap = driver.workflow.max_concurrency
+        self.cap = driver.max_concurrency
         self.taken_signals: set[int] = set()
         self.par_stack: list[list[int]] = []  # [in_flight_count, cap]
         # waits with a started attempt: (attempt start, tree position, leaf, node, attempt row)

@@ -216,7 +216,17 @@ class Engine:
             tx.emit(run_id, "RunStarted")
 
         await self.store.write(change)
-        self._spawn(RunDriver(self, run_id, workflow, value, auth, allow_network=network))
+        self._spawn(
+            RunDriver(
+                self,
+                run_id,
+                workflow,
+                value,
+                auth,
+                allow_network=network,
+                max_concurrency=_positive_int(cfg.get("maxConcurrency")),
+            )
+        )
         return run_id
 
     # -- resuming ---------------------------------------------------------------------------
@@ -338,7 +348,17 @@ class Engine:
             return {"runId": run_id, "status": "failed", "resumed": False}
         auth = RunAuth.model_validate(config["auth"]) if config.get("auth") else None
         network = bool(config.get("allowNetwork", self.allow_network))
-        self._spawn(RunDriver(self, run_id, workflow, value, auth, allow_network=network))
+        self._spawn(
+            RunDriver(
+                self,
+                run_id,
+                workflow,
+                value,
+                auth,
+                allow_network=network,
+                max_concurrency=_positive_int(config.get("maxConcurrency")),
+            )
+        )
         return {"runId": run_id, "status": "running", "resumed": True}
 
     # -- cancel -----------------------------------------------------------------------------
@@ -515,6 +535,12 @@ class Engine:
         if self._tg is None or self._closing:
             return
         self._tg.start_soon(self._try_resume, run_id)
+
+
+def _positive_int(value: Any) -> int | None:
+    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 1:
+        return int(value)
+    return None
 
 
 def _owned_runs(conn: sqlite3.Connection, *, owner: str) -> list[sqlite3.Row]:

@@ -291,6 +291,8 @@ class Dispatcher:
         }
         if started_by is not None:
             config["startedBy"] = started_by
+        if options.maxConcurrency is not None:
+            config["maxConcurrency"] = options.maxConcurrency
         self._auto_subscribe(ctx, run_id)
         try:
             await self.rt.service.launch(
