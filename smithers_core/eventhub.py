@@ -62,7 +62,11 @@ class EventHub:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stack: AsyncExitStack | None = None
         self._last_rowid = 0
-        self._taps: list[Callable[[list[CommittedEvent]], None]] = []
+        # rowids delivered by this process's commit listener that the poller has not passed
+        # yet: the poller skips them, and its cursor advances only by its own reads, so an
+        # in-process commit can never make it jump over another process's earlier rows.
+        self._local_rowids: set[int] = set()
+        self._taps: list[tuple[Callable[[list[CommittedEvent]], None], bool]] = []
 
     async def __aenter__(self) -> EventHub:
         self._loop = asyncio.get_running_loop()
@@ -85,9 +89,12 @@ class EventHub:
             stack, self._stack = self._stack, None
             await stack.aclose()
 
-    def add_tap(self, tap: Callable[[list[CommittedEvent]], None]) -> None:
-        """Call ``tap(events)`` on the event loop for every batch of new events."""
-        self._taps.append(tap)
+    def add_tap(
+        self, tap: Callable[[list[CommittedEvent]], None], *, local_only: bool = False
+    ) -> None:
+        """Call ``tap(events)`` on the event loop for every batch of new events; with
+        ``local_only`` only for events committed by this process."""
+        self._taps.append((tap, local_only))
 
     # -- notification ---------------------------------------------------------------------
     def _on_commit(self, events: list[CommittedEvent]) -> None:
@@ -95,29 +102,30 @@ class EventHub:
         if loop is None or loop.is_closed():
             return
         try:
-            loop.call_soon_threadsafe(self._wake, events)
+            loop.call_soon_threadsafe(self._wake, events, True)
         except RuntimeError:  # loop shutting down
             pass
 
-    def _wake(self, events: list[CommittedEvent]) -> None:
+    def _wake(self, events: list[CommittedEvent], local: bool = False) -> None:
         fresh: list[CommittedEvent] = []
         for event in events:
+            if local and event.rowid > self._last_rowid:
+                self._local_rowids.add(event.rowid)
             if self.windows.append(event):
                 fresh.append(event)
         if not fresh:
             return
         events = fresh
         runs = {e.run_id for e in events}
-        top = max(e.rowid for e in events)
-        if top > self._last_rowid:
-            self._last_rowid = top
         for run_id in runs:
             waiter = self._waiters.pop(run_id, None)
             if waiter is not None:
                 waiter.set()
         any_waiter, self._any = self._any, anyio.Event()
         any_waiter.set()
-        for tap in list(self._taps):
+        for tap, local_only in list(self._taps):
+            if local_only and not local:
+                continue
             try:
                 tap(events)
             except Exception:
@@ -127,14 +135,27 @@ class EventHub:
         while True:
             await anyio.sleep(self.poll_ms / 1000)
             try:
-                after = self._last_rowid
-                events = await self.store.aread(functools.partial(_tail, after_rowid=after))
+                await self._poll_once()
             except Exception:
                 log.exception("event poll failed")
-                continue
-            if events:
-                self._wake(events)
             self.windows.release_expired()
+
+    async def _poll_once(self) -> None:
+        """Feed the rows committed by other processes since the last poll, page by page."""
+        while True:
+            after = self._last_rowid
+            rows = await self.store.aread(functools.partial(_tail, after_rowid=after))
+            if not rows:
+                return
+            self._last_rowid = max(after, rows[-1].rowid)
+            local = self._local_rowids
+            foreign = [e for e in rows if e.rowid not in local]
+            if local:
+                self._local_rowids = {r for r in local if r > self._last_rowid}
+            if foreign:
+                self._wake(foreign)
+            if len(rows) < TAIL_PAGE:
+                return
 
     def waiter(self, run_id: str) -> anyio.Event:
         """An event set at the next commit touching ``run_id``."""
@@ -198,14 +219,17 @@ class EventHub:
                 await waiter.wait()
 
 
+TAIL_PAGE = 5000
+
+
 def _tail(conn: object, *, after_rowid: int) -> list[CommittedEvent]:
     import sqlite3
 
     assert isinstance(conn, sqlite3.Connection)
     rows = conn.execute(
         "SELECT rowid, run_id, seq, type, payload_json FROM _smithers_events WHERE rowid > ?"
-        " ORDER BY rowid LIMIT 5000",
-        (after_rowid,),
+        " ORDER BY rowid LIMIT ?",
+        (after_rowid, TAIL_PAGE),
     ).fetchall()
     return [CommittedEvent(r[1], r[2], r[3], json.loads(r[4]), r[4].encode(), r[0]) for r in rows]
 
@@ -285,6 +309,11 @@ class RunWindows:
         if start >= len(window.events):
             return None if window.terminal_at is None else []
         return list(itertools.islice(window.events, start, start + limit))
+
+    def first_seq(self, run_id: str) -> int | None:
+        """The oldest seq this run's window holds (None without a window)."""
+        window = self._windows.get(run_id)
+        return None if window is None or not window.events else window.first_seq
 
     def release_expired(self) -> None:
         now = time.monotonic()

@@ -34,6 +34,9 @@ class Runtime:
         plugins: PluginHost | None = None,
         supervise: bool = True,
         sse_poll_ms: int | None = None,
+        event_window_size: int | None = None,
+        max_event_windows: int | None = None,
+        terminal_window_grace_ms: int | None = None,
     ) -> None:
         self._db_arg = db if db is not None else DEFAULT_DB_URL
         self.base_dir = base_dir
@@ -44,6 +47,16 @@ class Runtime:
         self.plugins = plugins
         self.supervise = supervise
         self.poll_ms = sse_poll_ms if sse_poll_ms is not None else 250
+        # EventHub window options; None keeps the hub's defaults (10,000 / 1,000 / 1,000 ms).
+        self.hub_options: dict[str, int] = {
+            name: value
+            for name, value in (
+                ("window_size", event_window_size),
+                ("max_windows", max_event_windows),
+                ("terminal_grace_ms", terminal_window_grace_ms),
+            )
+            if value is not None
+        }
         self._stack: AsyncExitStack | None = None
         self._owns_store = False
 
@@ -63,7 +76,9 @@ class Runtime:
                     self.store.add_commit_listener(dispatch)
                     stack.callback(self.store.remove_commit_listener, dispatch)
             self.db = SmithersDb(self.store)
-            self.hub = await stack.enter_async_context(EventHub(self.store, poll_ms=self.poll_ms))
+            self.hub = await stack.enter_async_context(
+                EventHub(self.store, poll_ms=self.poll_ms, **self.hub_options)
+            )
             self.engine = await stack.enter_async_context(
                 Engine(
                     self.store,

@@ -153,3 +153,100 @@ class WsClient:
 async def ws_client(gw: Gateway, **kw: Any) -> AsyncIterator[WsClient]:
     async with websockets.connect(ws_url(gw), open_timeout=5, **kw) as ws:
         yield WsClient(ws)
+
+
+# -- run-event streams (issue 6) ------------------------------------------------------------
+def db_events(db_file: Path, run_id: str) -> list[tuple[int, str]]:
+    """``(seq, payload_json)`` of every persisted event of ``run_id``, read with plain sqlite3."""
+    import sqlite3
+
+    conn = sqlite3.connect(f"file:{db_file}?mode=ro", uri=True, timeout=10)
+    try:
+        return [
+            (int(r[0]), str(r[1]))
+            for r in conn.execute(
+                "SELECT seq, payload_json FROM _smithers_events WHERE run_id = ? ORDER BY seq",
+                (run_id,),
+            )
+        ]
+    finally:
+        conn.close()
+
+
+def expected_frames(rows: list[tuple[int, str]]) -> list[tuple[int, str, Any]]:
+    """``(stream seq, event name, payload)`` a stream must carry for these persisted rows."""
+    from smithers_core.gateway.events import map_event
+
+    out = []
+    for seq, text in rows:
+        name, payload = map_event(json.loads(text))
+        out.append((seq + 1, name, payload))
+    return out
+
+
+def stream_view(frames: list[dict[str, Any]]) -> list[tuple[int, str, Any]]:
+    return [(f["payload"]["seq"], f["payload"]["event"], f["payload"]["payload"]) for f in frames]
+
+
+async def create_run(store: Any, run_id: str, status: str = "waiting-event") -> None:
+    """A run row written directly (no engine drives it; ``waiting-event`` is never swept)."""
+
+    def change(tx: Any) -> None:
+        tx.execute(
+            "INSERT INTO _smithers_runs (run_id, workflow_name, status, created_at_ms)"
+            " VALUES (?, 'synthetic', ?, 0)",
+            (run_id, status),
+        )
+        tx.emit(run_id, "RunStarted")
+
+    await store.write(change)
+
+
+async def append_events(
+    store: Any, run_id: str, n: int, *, text: str = "line", finish: bool = False
+) -> None:
+    """``n`` NodeOutput events in one transaction; ``finish`` ends the run (RunFinished)."""
+
+    def change(tx: Any) -> None:
+        for i in range(n):
+            tx.emit(run_id, "NodeOutput", nodeId="work", text=f"{text} {i}", stream="stdout")
+        if finish:
+            tx.execute("UPDATE _smithers_runs SET status = 'finished' WHERE run_id = ?", (run_id,))
+            tx.emit(run_id, "RunFinished")
+
+    await store.write(change)
+
+
+async def open_stream(
+    gw: Gateway, ws: WsClient, run_id: str, after: int | None = None, **params: Any
+) -> dict[str, Any]:
+    """``connect`` (subscribed to the run) and ``streamRunEvents``; returns the response."""
+    await ws.recv()  # connect.challenge
+    await ws.connect(OP_TOKEN, subscribe=[run_id])
+    body: dict[str, Any] = {"runId": run_id, **params}
+    if after is not None:
+        body["afterSeq"] = after
+    res = await ws.request("streamRunEvents", body)
+    assert res["ok"] is True, res
+    return res
+
+
+async def run_events_until(
+    ws: WsClient, last_seq: int, timeout: float = 10.0
+) -> list[dict[str, Any]]:
+    """``run.event`` frames until the one with ``payload.seq == last_seq`` (bounded wait);
+    fails on ``run.error`` or ``run.gap_resync``."""
+    out: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    for frame in ws.frames:
+        if frame.get("event") == "run.event" and not frame.get("_seen"):
+            frame["_seen"] = True
+            out.append(frame)
+    while not out or out[-1]["payload"]["seq"] < last_seq:
+        frame = await ws.recv(max(0.01, deadline - time.monotonic()))
+        name = frame.get("event")
+        assert name not in ("run.error", "run.gap_resync"), frame
+        if name == "run.event":
+            frame["_seen"] = True
+            out.append(frame)
+    return out

@@ -141,3 +141,34 @@ def test_windows_evict_terminal_runs_first() -> None:
     assert w.read("b", -1, 1) is None and w.read("a", -1, 1) is not None
     w.append(_ev("d", 0))
     assert w.read("a", -1, 1) is None  # then least recently used
+
+
+async def test_poller_never_skips_rows_of_another_process_behind_a_local_commit(
+    tmp_path: Path,
+) -> None:
+    # Another process commits rowid N, then this process commits rowid N+1 before the next
+    # poll: the local commit must not move the poll cursor past N (issue 6). Local rows are
+    # fed once (by the commit listener), foreign rows once (by the poller).
+    store = SqliteStore("sqlite:///p.db", base_dir=tmp_path).open()
+    other = SqliteStore("sqlite:///p.db", base_dir=tmp_path).open()
+    try:
+        async with EventHub(store, poll_ms=60_000) as hub:
+            fed: list[tuple[str, int]] = []
+            local: list[tuple[str, int]] = []
+            hub.add_tap(lambda events: fed.extend((e.run_id, e.seq) for e in events))
+            hub.add_tap(
+                lambda events: local.extend((e.run_id, e.seq) for e in events), local_only=True
+            )
+            await other.write(_emit(2, run_id="foreign"))
+            waiter = hub.waiter("mine")
+            await store.write(_emit(1, run_id="mine"))
+            with anyio.fail_after(2):
+                await waiter.wait()
+            await hub._poll_once()
+            await hub._poll_once()
+            assert sorted(fed) == [("foreign", 0), ("foreign", 1), ("mine", 0)]
+            assert local == [("mine", 0)]
+            assert [e.seq for e in hub.read("foreign", -1)] == [0, 1]
+    finally:
+        other.close()
+        store.close()

@@ -3,21 +3,33 @@ caps and stream heartbeats (reference 4.6, D10)."""
 
 from __future__ import annotations
 
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+import websockets
 
 from tests.engine_helpers import wait_for
 from tests.gateway_helpers import (
     OP_TOKEN,
     TOKENS,
     WsClient,
+    append_events,
+    create_run,
+    db_events,
+    expected_frames,
     http,
     make_gateway,
+    open_stream,
     rpc,
+    run_events_until,
     running,
+    stream_view,
     ws_client,
+    ws_url,
 )
 
 pytestmark = pytest.mark.anyio
@@ -79,31 +91,90 @@ async def test_replay_and_resume(tmp_path: Path) -> None:
             assert not [f for f in ws.frames if f.get("event") == "run.gap_resync"]
 
 
-async def test_gap_resync_for_old_cursor_and_other_epoch(tmp_path: Path) -> None:
-    async with running(make_gateway(tmp_path, tokens=TOKENS, event_window_size=3)) as gw:
-        run_id, count = await _finished_run(gw)
-        assert count > 4
+async def test_reconnect_after_the_window_was_exceeded_gets_every_event(tmp_path: Path) -> None:
+    # Upstream answers run.gap_resync when a cursor predates its in-memory window. Issue 6
+    # replaces that: the window only caches, replay falls back to the event table, so a
+    # client away longer than event_window_size still gets every event and no gap_resync.
+    gw = make_gateway(tmp_path, tokens=TOKENS, event_window_size=5)
+    async with running(gw):
+        store = gw.runtime.store
+        await create_run(store, "r-window")
+        for _ in range(6):
+            await append_events(store, "r-window", 5)
+        await append_events(store, "r-window", 1, finish=True)
+        rows = db_events(tmp_path / "gw.db", "r-window")
+        count = len(rows)
+        assert count == 33
+        for after in (0, 1, 17):
+            async with ws_client(gw) as ws:
+                await open_stream(gw, ws, "r-window", after)
+                got = await run_events_until(ws, count)
+                assert stream_view(got) == expected_frames(rows)[after:]
+                assert got[-1]["payload"]["event"] == "run.completed"
+                assert not [f for f in ws.frames if f.get("event") == "run.gap_resync"]
+
+
+async def test_gap_resync_only_when_events_are_gone(tmp_path: Path) -> None:
+    gw = make_gateway(tmp_path, tokens=TOKENS, event_window_size=5)
+    async with running(gw), http(gw, OP_TOKEN) as c:
+        store = gw.runtime.store
+        await create_run(store, "r-gone")
+        for _ in range(4):
+            await append_events(store, "r-gone", 5)
+        await append_events(store, "r-gone", 1, finish=True)
+        count = len(db_events(tmp_path / "gw.db", "r-gone"))
+        # D10: production never deletes event rows (the epoch would change); simulate it.
+        await store.write(
+            lambda tx: tx.execute(
+                "DELETE FROM _smithers_events WHERE run_id = 'r-gone' AND seq BETWEEN 1 AND 8"
+            )
+        )
+        record = (await rpc(c, "getRun", {"runId": "r-gone"})).json()["payload"]
+        rows = db_events(tmp_path / "gw.db", "r-gone")
         async with ws_client(gw) as ws:
-            await ws.recv()
-            await ws.connect()
-            await ws.request("streamRunEvents", {"runId": run_id, "afterSeq": 0})
+            await open_stream(gw, ws, "r-gone", 1)  # saw stream seq 1 (db seq 0) only
             gap = await ws.event("run.gap_resync")
-            assert gap["payload"]["fromSeq"] == 1 and gap["payload"]["toSeq"] == count - 3
-            assert gap["payload"]["type"] == "GapResync"
-            assert gap["payload"]["snapshot"]["runId"] == run_id
-            assert gap["payload"]["snapshot"]["workflowKey"] == "deploy"
-            events = await _stream_events(ws, 3)
-            assert [e["payload"]["seq"] for e in events] == [count - 2, count - 1, count]
-            # Frames arrive strictly as gap_resync, then replay.
+            assert gap["payload"] == {
+                "apiVersion": "v1",
+                "type": "GapResync",
+                "streamId": gap["payload"]["streamId"],
+                "runId": "r-gone",
+                "fromSeq": 2,
+                "toSeq": 9,
+                "snapshot": record,
+                "epoch": gw.runtime.db.epoch,
+            }
+            assert record["runId"] == "r-gone" and record["status"] == "finished"
+            got = await run_events_until(ws, count)
+            assert stream_view(got) == expected_frames(rows)[1:]
+            assert got[0]["payload"]["seq"] == 10
             order = [f.get("event") for f in ws.frames if f.get("type") == "event"]
             assert order.index("run.gap_resync") < order.index("run.event")
-
+        # A cursor after the hole replays without any gap_resync.
         async with ws_client(gw) as ws:
-            await ws.recv()
-            await ws.connect()
-            await ws.request("streamRunEvents", {"runId": run_id, "afterSeq": 2, "epoch": "old"})
+            await open_stream(gw, ws, "r-gone", 9)
+            got = await run_events_until(ws, count)
+            assert [f["payload"]["seq"] for f in got] == list(range(10, count + 1))
+            assert not [f for f in ws.frames if f.get("event") == "run.gap_resync"]
+        # A second hole: one gap_resync up to the newest missing seq, then contiguous replay.
+        await store.write(
+            lambda tx: tx.execute(
+                "DELETE FROM _smithers_events WHERE run_id = 'r-gone' AND seq BETWEEN 12 AND 13"
+            )
+        )
+        async with ws_client(gw) as ws:
+            await open_stream(gw, ws, "r-gone", 1)
             gap = await ws.event("run.gap_resync")
-            assert gap["payload"]["fromSeq"] == 1 and gap["payload"]["toSeq"] == count
+            assert (gap["payload"]["fromSeq"], gap["payload"]["toSeq"]) == (2, 14)
+            got = await run_events_until(ws, count)
+            assert [f["payload"]["seq"] for f in got] == list(range(15, count + 1))
+            assert len([f for f in ws.frames if f.get("event") == "run.gap_resync"]) == 1
+        # Another epoch is another history: gap_resync from seq 1, then live events only.
+        async with ws_client(gw) as ws:
+            await open_stream(gw, ws, "r-gone", 2, epoch="another-store")
+            gap = await ws.event("run.gap_resync")
+            assert (gap["payload"]["fromSeq"], gap["payload"]["toSeq"]) == (1, count)
+            assert gap["payload"]["snapshot"]["runId"] == "r-gone"
 
 
 async def test_live_events_arrive_only_on_the_stream(tmp_path: Path) -> None:
@@ -167,20 +238,97 @@ async def test_stream_errors_and_caps(tmp_path: Path) -> None:
         await wait_for(lambda: not gw.run_streams.streams, 5, "streams released on close")
 
 
-async def test_slow_stream_consumer_is_disconnected(tmp_path: Path) -> None:
-    gw = make_gateway(tmp_path, tokens=TOKENS, run_stream_queue_limit=2)
+async def test_stream_over_http_is_invalid_request(tmp_path: Path) -> None:
+    async with running(make_gateway(tmp_path, tokens=TOKENS)) as gw, http(gw, OP_TOKEN) as c:
+        await create_run(gw.runtime.store, "r-http")
+        res = await rpc(c, "streamRunEvents", {"runId": "r-http"})
+        assert res.status_code == 400
+        assert res.json()["error"]["code"] == "INVALID_REQUEST"
+        assert res.json()["error"]["message"] == (
+            "streamRunEvents is only supported over websocket connections"
+        )
+
+
+@asynccontextmanager
+async def _stalled_client(gw: Any) -> AsyncIterator[WsClient]:
+    """A client whose socket stops being read once the test stops calling ``recv``: a tiny
+    receive buffer and a one-message client queue, so the gateway's writes block quickly."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", gw.port))
+    sock.setblocking(False)
+    async with websockets.connect(
+        ws_url(gw), sock=sock, max_queue=1, open_timeout=5, close_timeout=1
+    ) as ws:
+        yield WsClient(ws)
+
+
+async def test_slow_consumer_is_cut_off_while_a_healthy_one_keeps_receiving(
+    tmp_path: Path,
+) -> None:
+    gw = make_gateway(tmp_path, tokens=TOKENS, run_stream_queue_limit=50)
     async with running(gw):
-        run_id, _count = await _finished_run(gw)
+        store = gw.runtime.store
+        await create_run(store, "r-bp")
+        async with ws_client(gw) as healthy, _stalled_client(gw) as slow:
+            await open_stream(gw, healthy, "r-bp", 1)
+            slow_res = await open_stream(gw, slow, "r-bp", 1)
+            slow_id = slow_res["payload"]["streamId"]
+            # The healthy client reads each chunk before the next is written (it keeps up);
+            # the stalled one never reads, so its socket fills and its stream queue grows.
+            received: list[dict[str, Any]] = []
+            last = 1
+            chunks = 0
+            while slow_id in gw.run_streams.streams:  # bounded: at most 500 chunks
+                assert chunks < 500, "the stalled stream was never cut off"
+                await append_events(store, "r-bp", 10, text="x" * 20_000)
+                chunks += 1
+                last += 10
+                received += await run_events_until(healthy, last)
+            # The healthy stream goes on after the cut, to the run's end.
+            for _ in range(5):
+                await append_events(store, "r-bp", 10)
+            await append_events(store, "r-bp", 0, finish=True)
+            received += await run_events_until(healthy, last + 51)
+            rows = db_events(tmp_path / "gw.db", "r-bp")
+            assert stream_view(received) == expected_frames(rows)[1:]
+            assert [f["payload"]["event"] for f in received].count("run.completed") == 1
+            assert gw.run_streams.per_run == {"r-bp": 1}
+
+            # The stalled client, once it reads again: a contiguous prefix, then run.error.
+            err = await slow.event("run.error", timeout=30)
+            assert err["payload"] == {
+                "streamId": slow_id,
+                "runId": "r-bp",
+                "error": {
+                    "version": "v1",
+                    "code": "BackpressureDisconnect",
+                    "message": "Run event stream outbound queue exceeded 50 frames;"
+                    " disconnecting slow consumer.",
+                },
+                "epoch": gw.runtime.db.epoch,
+            }
+            seqs = [f["payload"]["seq"] for f in slow.frames if f.get("event") == "run.event"]
+            assert seqs == list(range(2, 2 + len(seqs)))
+            assert (await slow.request("health"))["ok"] is True  # the socket stays open
+            assert not [
+                f for f in slow.frames[slow.frames.index(err) :] if f.get("event") == "run.event"
+            ]
+
+
+async def test_a_long_replay_is_paced_not_cut_off(tmp_path: Path) -> None:
+    # Replayed events wait in the store until the socket drains, so a healthy client
+    # replaying far more than run_stream_queue_limit events is never disconnected.
+    gw = make_gateway(tmp_path, tokens=TOKENS, run_stream_queue_limit=4, event_window_size=7)
+    async with running(gw):
+        store = gw.runtime.store
+        await create_run(store, "r-long")
+        for _ in range(10):
+            await append_events(store, "r-long", 30)
+        await append_events(store, "r-long", 0, finish=True)
+        rows = db_events(tmp_path / "gw.db", "r-long")
         async with ws_client(gw) as ws:
-            await ws.recv()
-            await ws.connect()
-            res = await ws.request("streamRunEvents", {"runId": run_id, "afterSeq": 0})
-            err = await ws.event("run.error")
-            assert err["payload"]["streamId"] == res["payload"]["streamId"]
-            assert err["payload"]["error"]["code"] == "BackpressureDisconnect"
-            assert err["payload"]["error"]["message"] == (
-                "Run event stream outbound queue exceeded 2 frames; disconnecting slow consumer."
-            )
-            # The socket stays open; the stream is gone.
-            assert (await ws.request("health"))["ok"] is True
-            assert not gw.run_streams.streams
+            await open_stream(gw, ws, "r-long", 0)
+            got = await run_events_until(ws, len(rows))
+            assert stream_view(got) == expected_frames(rows)
+            assert not [f for f in ws.frames if f.get("event") == "run.error"]

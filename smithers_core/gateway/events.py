@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from smithers_core import jsonutil
+
 TERMINAL_EVENTS = {"RunFinished": "finished", "RunFailed": "failed", "RunCancelled": "cancelled"}
 
 _NODE_STATES = {
@@ -109,4 +111,17 @@ def map_event(event: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     return generic_name(kind), event
 
 
-__all__ = ["TERMINAL_EVENTS", "generic_name", "map_event"]
+def map_event_json(event_json: str) -> tuple[str, str]:
+    """:func:`map_event` on a stored event's JSON text: the name and the payload's JSON.
+
+    An unmapped event's payload is the engine event itself, so its stored text is reused
+    as is (encoded once, when it was committed).
+    """
+    event = jsonutil.loads(event_json)
+    if not isinstance(event, dict):
+        event = {}
+    name, payload = map_event(event)
+    return name, (event_json if payload is event else jsonutil.dumps(payload))
+
+
+__all__ = ["TERMINAL_EVENTS", "generic_name", "map_event", "map_event_json"]

@@ -301,12 +301,17 @@ class Gateway:
                 options=self.engine_options,
                 plugins=self.plugins,
                 sse_poll_ms=self.options.out_of_process_event_bridge_poll_ms,
+                event_window_size=self.options.event_window_size,
+                max_event_windows=self.options.max_run_windows,
+                terminal_window_grace_ms=self.options.terminal_window_grace_ms,
             ) as rt:
                 self.runtime = rt
                 self.services.update(
                     run_service=rt.service, event_hub=rt.hub, db=rt.db, store=rt.store
                 )
-                rt.hub.add_tap(self._on_events)
+                rt.hub.add_tap(
+                    self._on_events, local_only=not self.options.out_of_process_event_bridge
+                )
                 self.started_at_ms = int(time.time() * 1000)
                 async with anyio.create_task_group() as tg:
                     self._tg = tg
@@ -411,23 +416,17 @@ class Gateway:
 
     # -- events ----------------------------------------------------------------------------------
     def _on_events(self, events: list[CommittedEvent]) -> None:
-        if not self.options.out_of_process_event_bridge:
-            events = [e for e in events if e.event]
-        missing = [e for e in events if not e.event]
-        stored: dict[tuple[str, int], dict[str, Any]] = {}
-        if missing and self.runtime is not None:
-            stored = self._read_events(missing)
+        """The EventHub tap: every new event (this process's commits, plus other processes'
+        when the out-of-process bridge is on) becomes one raw broadcast. The hub feeds each
+        (runId, seq) once; ``run.completed`` is also de-duplicated per run."""
         for ev in events:
             self._run_cache.pop(ev.run_id, None)
             if self._last_seq.get(ev.run_id, -1) >= ev.seq:
                 continue
             self._last_seq[ev.run_id] = ev.seq
-            data = ev.event or stored.get((ev.run_id, ev.seq))
-            if not data:
-                continue
             if ev.type == "RunStarted" and ev.seq == 0:
                 self.metrics.runs_started.inc()
-            name, payload = map_event(data)
+            name, payload = map_event(ev.event)
             if name == "run.completed":
                 if ev.run_id in self._completed:
                     continue
@@ -437,30 +436,6 @@ class Gateway:
                 self._last_seq.pop(ev.run_id, None)
                 self.metrics.runs_completed.labels(str(payload.get("status"))).inc()
             self.broadcast(name, payload)
-
-    def _read_events(self, events: list[CommittedEvent]) -> dict[tuple[str, int], dict[str, Any]]:
-        ranges: dict[str, tuple[int, int]] = {}
-        for e in events:
-            lo, hi = ranges.get(e.run_id, (e.seq, e.seq))
-            ranges[e.run_id] = (min(lo, e.seq), max(hi, e.seq))
-
-        def q(c: Any) -> dict[tuple[str, int], dict[str, Any]]:
-            out: dict[tuple[str, int], dict[str, Any]] = {}
-            for run_id, (lo, hi) in ranges.items():
-                for seq, text in c.execute(
-                    "SELECT seq, payload_json FROM _smithers_events WHERE run_id = ?"
-                    " AND seq BETWEEN ? AND ?",
-                    (run_id, lo, hi),
-                ):
-                    out[(run_id, seq)] = jsonutil.loads(text)
-            return out
-
-        try:
-            result: dict[tuple[str, int], dict[str, Any]] = self.runtime.store.read(q)
-        except Exception:
-            log.exception("reading bridged events failed")
-            return {}
-        return result
 
     def broadcast(self, name: str, payload: Any) -> None:
         """Send a broadcast event to every authenticated socket that wants it."""

@@ -60,6 +60,10 @@ class GatewayOptions(BaseModel):
     max_connections: int = 1000
     max_pre_auth_connections: int = 64
     event_window_size: int = 10_000
+    max_run_windows: int = 1000
+    terminal_window_grace_ms: int = Field(
+        default_factory=lambda: _env_int("SMITHERS_GATEWAY_WINDOW_GRACE_MS", 1000)
+    )
     out_of_process_event_bridge: bool = True
     out_of_process_event_bridge_poll_ms: int = Field(
         default_factory=lambda: _env_int("SMITHERS_GATEWAY_BRIDGE_POLL_MS", 1000)
@@ -95,6 +99,8 @@ class GatewayOptions(BaseModel):
         "max_connections",
         "max_pre_auth_connections",
         "event_window_size",
+        "max_run_windows",
+        "terminal_window_grace_ms",
         "out_of_process_event_bridge_poll_ms",
         "headers_timeout",
         "request_timeout",

@@ -1,40 +1,63 @@
-"""``streamRunEvents``: per-run event streams with resume (reference 4.6, D10).
+"""``streamRunEvents``: per-run event streams with resume (reference 4.6, D10, issue 6).
 
-Windows are the event table itself: a stream replays persisted events after the client's
-cursor and then follows live commits through the EventHub, so order is always replay, then
-live. Stream seq = db seq + 1. ``epoch`` (the store's UUID) is in the response and in every
-stream event; a client ``epoch`` that differs answers ``run.gap_resync`` from seq 1. A cursor
-older than ``event_window_size`` events answers ``run.gap_resync`` for the skipped range,
-then replays the newest window.
+A stream is a reader of the run's persisted events: it replays the events after the client's
+cursor and then follows new commits, reading through the EventHub (the run's in-memory window
+when it covers the cursor, else the event table). Order is therefore always gap_resync ->
+replay -> live, and events committed during the replay wait in the store, never dropped or
+reordered. Stream seq = db seq + 1, so a cursor stays valid across gateway restarts.
+
+- A client away longer than ``event_window_size`` still gets every event it missed: the
+  window is only a cache, replay falls back to the event table.
+- ``run.gap_resync`` (with a ``getRun``-style snapshot) is sent only when the requested events
+  no longer exist anywhere (their rows are gone and no window holds them), or when the
+  client's ``epoch`` differs from the store's (then from seq 1, followed by live events).
+- ``epoch`` (the store's UUID) is in the response and in every stream event.
+- Backpressure: at most ``run_stream_queue_limit`` frames of a stream wait unsent on its
+  socket. Replayed events are read from the store at the client's pace (the stream waits for
+  the socket to drain; a long replay never disconnects a healthy client). A stream whose
+  queue is full when a *live* event (committed after the stream opened) is due, or that falls
+  more than the limit behind the run's live events while its replay is stalled, gets
+  ``run.error`` ``BackpressureDisconnect`` and is torn down; the socket and its other streams
+  stay open.
+- Each event is encoded once for every stream of its run while more than one stream is
+  attached; per-stream frames differ only in ``streamId`` and ``stateVersion`` (D13).
 """
 
 from __future__ import annotations
 
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from smithers_core import jsonutil
+from smithers_core.engine.transitions import TERMINAL_RUN
 from smithers_core.errors import SmithersError
+from smithers_core.eventhub import StoredEvent
 from smithers_core.gateway.connection import Connection
-from smithers_core.gateway.events import map_event
+from smithers_core.gateway.events import map_event_json
 
 if TYPE_CHECKING:
     from smithers_core.gateway.gateway import Gateway
     from smithers_core.gateway.rpc import CallContext
 
+PAGE = 500
+FRAGMENT_CACHE = 4096
 
-@dataclass
+
+@dataclass(eq=False)
 class RunStream:
     stream_id: str
     run_id: str
     conn: Connection
     user_key: str
-    pending: int = 0
+    attach: int = -1  # db seq of the run's last event when the stream opened
+    pending: int = 0  # run.event frames pushed to the socket and not yet written
     open: bool = True
+    drained: anyio.Event | None = None
     cancel: anyio.CancelScope = field(default_factory=anyio.CancelScope)
 
 
@@ -49,6 +72,8 @@ class RunStreams:
     def __init__(self, gateway: Gateway) -> None:
         self.gw = gateway
         self.streams: dict[str, RunStream] = {}
+        self.per_run: dict[str, int] = {}
+        self._fragments: OrderedDict[tuple[str, int], str] = OrderedDict()
 
     def for_connection(self, conn: Connection) -> list[RunStream]:
         return [s for s in self.streams.values() if s.conn is conn]
@@ -65,7 +90,7 @@ class RunStreams:
                 o.max_run_streams_per_connection,
                 sum(s.conn is ctx.connection for s in live),
             ),
-            ("run", o.max_run_streams_per_run, sum(s.run_id == run_id for s in live)),
+            ("run", o.max_run_streams_per_run, self.per_run.get(run_id, 0)),
         ):
             if count >= limit:
                 raise SmithersError(
@@ -93,15 +118,17 @@ class RunStreams:
             raise SmithersError("RunNotFound", f"Run not found: {run_id}", {"runId": run_id})
         if conn.closed:
             raise SmithersError("ConnectionClosed", "Connection closed")
-        current = rt.db.last_seq(run_id) + 1
+        last = rt.db.last_seq(run_id)  # db seq, -1 before the first event
+        current = last + 1  # the stream seq of the run's newest event
         epoch = rt.db.epoch
         if after is not None and after > current:
             raise SmithersError(
                 "SeqOutOfRange", f"afterSeq {after} is newer than current seq {current}"
             )
         self._check_caps(ctx, run_id)
-        stream = RunStream(str(uuid.uuid4()), run_id, conn, user_key(ctx))
+        stream = RunStream(str(uuid.uuid4()), run_id, conn, user_key(ctx), attach=last)
         self.streams[stream.stream_id] = stream
+        self.per_run[run_id] = self.per_run.get(run_id, 0) + 1
         conn.streamed_runs[run_id] = conn.streamed_runs.get(run_id, 0) + 1
         conn.cleanups.append(lambda: self.close(stream))
         client_epoch = params.get("epoch")
@@ -110,7 +137,7 @@ class RunStreams:
         if tg is not None:
 
             def start() -> None:
-                tg.start_soon(self._run, stream, after, current, stale_epoch)
+                tg.start_soon(self._run, stream, after, stale_epoch)
 
             ctx.after_response.append(start)
         return {
@@ -123,43 +150,109 @@ class RunStreams:
 
     def close(self, stream: RunStream) -> None:
         if self.streams.pop(stream.stream_id, None) is not None:
-            left = stream.conn.streamed_runs.get(stream.run_id, 1) - 1
-            if left > 0:
-                stream.conn.streamed_runs[stream.run_id] = left
-            else:
-                stream.conn.streamed_runs.pop(stream.run_id, None)
+            for counts in (stream.conn.streamed_runs, self.per_run):
+                left = counts.get(stream.run_id, 1) - 1
+                if left > 0:
+                    counts[stream.run_id] = left
+                else:
+                    counts.pop(stream.run_id, None)
         stream.open = False
+        if stream.drained is not None:
+            stream.drained.set()
         stream.cancel.cancel()
 
-    def _send(self, stream: RunStream, name: str, payload: dict[str, Any]) -> None:
-        if not stream.open:
-            return
+    # -- frames ------------------------------------------------------------------------------
+    def _epoch(self) -> str | None:
+        rt = self.gw.runtime
+        return rt.db.epoch if rt is not None else None
+
+    def _push(self, stream: RunStream, name: str, payload: dict[str, Any]) -> None:
+        stream.conn.push_event(name, jsonutil.dumps(payload), self.gw.state_version)
+
+    def _fragment(self, event: StoredEvent) -> str:
+        """``"apiVersion"`` .. ``"seq"`` of a ``run.event`` payload: the same on every stream."""
+        key = (event.run_id, event.seq)
+        frag = self._fragments.get(key)
+        if frag is not None:
+            return frag
+        name, payload_json = map_event_json(event.payload_json)
+        frag = (
+            ',"apiVersion":"v1","type":"RunEvent","runId":'
+            + jsonutil.dumps(event.run_id)
+            + ',"event":'
+            + jsonutil.dumps(name)
+            + ',"payload":'
+            + payload_json
+            + ',"seq":'
+            + str(event.seq + 1)
+        )
+        if self.per_run.get(event.run_id, 0) > 1:
+            self._fragments[key] = frag
+            while len(self._fragments) > FRAGMENT_CACHE:
+                self._fragments.popitem(last=False)
+        return frag
+
+    def _send_event(self, stream: RunStream, event: StoredEvent, epoch_tail: str) -> None:
+        state_version = self.gw.state_version
+        text = (
+            '{"streamId":"'
+            + stream.stream_id
+            + '"'
+            + self._fragment(event)
+            + ',"stateVersion":'
+            + str(state_version)
+            + epoch_tail
+        )
         limit = self.gw.options.run_stream_queue_limit
-        if name == "run.event" and stream.pending >= limit:
-            self._error(
-                stream,
-                "BackpressureDisconnect",
-                f"Run event stream outbound queue exceeded {limit} frames;"
-                " disconnecting slow consumer.",
-            )
-            self.gw.metrics.backpressure_disconnects.inc()
-            self.close(stream)
-            return
 
         def sent() -> None:
             stream.pending -= 1
+            drained = stream.drained
+            if drained is not None and stream.pending <= limit // 2:
+                stream.drained = None
+                drained.set()
 
         stream.pending += 1
-        stream.conn.push_event(name, jsonutil.dumps(payload), self.gw.state_version, sent)
+        stream.conn.push_event("run.event", text, state_version, sent)
+
+    def _gap_resync(self, stream: RunStream, from_seq: int, to_seq: int) -> None:
+        self._push(
+            stream,
+            "run.gap_resync",
+            {
+                "apiVersion": "v1",
+                "type": "GapResync",
+                "streamId": stream.stream_id,
+                "runId": stream.run_id,
+                "fromSeq": from_seq,
+                "toSeq": to_seq,
+                "snapshot": self.gw.run_record(stream.run_id),
+                "epoch": self._epoch(),
+            },
+        )
 
     def _error(self, stream: RunStream, code: str, message: str) -> None:
-        payload = {
-            "streamId": stream.stream_id,
-            "runId": stream.run_id,
-            "error": {"version": "v1", "code": code, "message": message},
-            "epoch": self.gw.runtime.db.epoch if self.gw.runtime is not None else None,
-        }
-        stream.conn.push_event("run.error", jsonutil.dumps(payload), self.gw.state_version)
+        self._push(
+            stream,
+            "run.error",
+            {
+                "streamId": stream.stream_id,
+                "runId": stream.run_id,
+                "error": {"version": "v1", "code": code, "message": message},
+                "epoch": self._epoch(),
+            },
+        )
+
+    def _backpressure(self, stream: RunStream) -> None:
+        limit = self.gw.options.run_stream_queue_limit
+        self._error(
+            stream,
+            "BackpressureDisconnect",
+            f"Run event stream outbound queue exceeded {limit} frames;"
+            " disconnecting slow consumer.",
+        )
+        self.gw.metrics.backpressure_disconnects.inc()
+        self.close(stream)
 
     def heartbeat(self) -> None:
         """One ``run.heartbeat`` per open stream (called by the gateway's shared timer)."""
@@ -178,63 +271,102 @@ class RunStreams:
                 "ts": now,
                 "epoch": epoch,
             }
-            stream.conn.push_event("run.heartbeat", jsonutil.dumps(payload), self.gw.state_version)
+            self._push(stream, "run.heartbeat", payload)
 
-    async def _run(
-        self, stream: RunStream, after: int | None, current: int, stale_epoch: bool
-    ) -> None:
+    # -- the reader --------------------------------------------------------------------------
+    async def _missing_before(self, run_id: str, lo: int, hi: int) -> int | None:
+        """The newest db seq in ``[lo, hi]`` that no longer exists anywhere, or None.
+
+        Events the run's window holds exist even if their rows are gone; the rest are
+        checked in the event table (one indexed count; a scan only when rows are missing).
+        """
         rt = self.gw.runtime
-        epoch = rt.db.epoch
+        first = rt.hub.windows.first_seq(run_id)
+        if first is not None and first <= hi:
+            hi = first - 1
+        if hi < lo:
+            return None
+
+        def q(c: Any) -> int | None:
+            count = c.execute(
+                "SELECT COUNT(*) FROM _smithers_events WHERE run_id = ? AND seq BETWEEN ? AND ?",
+                (run_id, lo, hi),
+            ).fetchone()[0]
+            if count == hi - lo + 1:
+                return None
+            expected = hi
+            for (seq,) in c.execute(
+                "SELECT seq FROM _smithers_events WHERE run_id = ? AND seq BETWEEN ? AND ?"
+                " ORDER BY seq DESC",
+                (run_id, lo, hi),
+            ):
+                if seq != expected:
+                    break
+                expected -= 1
+            return expected
+
+        result: int | None = await rt.store.aread(q)
+        return result
+
+    async def _wait_drained(self, stream: RunStream) -> None:
+        """Wait until the socket took half of the stream's queue; meanwhile, if the run's live
+        events (committed after the stream opened) pile up past the limit, disconnect."""
+        rt = self.gw.runtime
+        limit = self.gw.options.run_stream_queue_limit
+        while stream.open and stream.pending > limit // 2:
+            drained = stream.drained = anyio.Event()
+            waiter = rt.hub.waiter(stream.run_id)
+            async with anyio.create_task_group() as tg:
+
+                async def first(ev: anyio.Event) -> None:
+                    await ev.wait()
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(first, drained)
+                tg.start_soon(first, waiter)
+            if stream.open and rt.db.last_seq(stream.run_id) - stream.attach > limit:
+                self._backpressure(stream)
+
+    async def _run(self, stream: RunStream, after: int | None, stale_epoch: bool) -> None:
+        rt = self.gw.runtime
+        hub = rt.hub
+        limit = self.gw.options.run_stream_queue_limit
+        epoch_tail = ',"epoch":' + jsonutil.dumps(rt.db.epoch) + "}"
+        fallback_s = max(hub.poll_ms, 50) / 1000 * 4
         with stream.cancel:
             try:
-                if after is None:
-                    cursor = current - 1  # live only: db seqs after the current end
-                else:
-                    window = self.gw.options.event_window_size
-                    first_kept = max(current - window + 1, 1)
-                    if stale_epoch:
-                        gap_from, gap_to = 1, current
-                        cursor = current - 1
-                    elif after < first_kept - 1:
-                        gap_from, gap_to = after + 1, first_kept - 1
-                        cursor = first_kept - 2
-                    else:
-                        gap_from = gap_to = 0
-                        cursor = after - 1
-                    if gap_to >= gap_from > 0:
-                        self._send(
-                            stream,
-                            "run.gap_resync",
-                            {
-                                "apiVersion": "v1",
-                                "type": "GapResync",
-                                "streamId": stream.stream_id,
-                                "runId": stream.run_id,
-                                "fromSeq": gap_from,
-                                "toSeq": gap_to,
-                                "snapshot": self.gw.run_record(stream.run_id),
-                                "epoch": epoch,
-                            },
-                        )
-                async for event in rt.hub.subscribe(stream.run_id, cursor):
-                    if not stream.open:
-                        return
-                    name, payload = map_event(jsonutil.loads(event.payload_json) or {})
-                    self._send(
-                        stream,
-                        "run.event",
-                        {
-                            "streamId": stream.stream_id,
-                            "apiVersion": "v1",
-                            "type": "RunEvent",
-                            "runId": stream.run_id,
-                            "event": name,
-                            "payload": payload,
-                            "seq": event.seq + 1,
-                            "stateVersion": self.gw.state_version,
-                            "epoch": epoch,
-                        },
-                    )
+                cursor = stream.attach  # db seq of the last event this stream delivered
+                if stale_epoch:
+                    # A different history: the client must resync; live events follow.
+                    self._gap_resync(stream, 1, stream.attach + 1)
+                elif after is not None:
+                    cursor = after - 1
+                    missing = await self._missing_before(stream.run_id, after, stream.attach)
+                    if missing is not None:
+                        self._gap_resync(stream, after + 1, missing + 1)
+                        cursor = missing
+                while stream.open:
+                    waiter = hub.waiter(stream.run_id)
+                    status = hub.status(stream.run_id)
+                    page = hub.read(stream.run_id, cursor, PAGE)
+                    if not page:
+                        if status is None or status in TERMINAL_RUN:
+                            return  # every event delivered; the stream stays until close
+                        with anyio.move_on_after(fallback_s):
+                            await waiter.wait()
+                        continue
+                    for event in page:
+                        if stream.pending >= limit:
+                            if event.seq > stream.attach:
+                                self._backpressure(stream)
+                                return
+                            await self._wait_drained(stream)
+                            if not stream.open:
+                                return
+                        if event.seq != cursor + 1:  # rows deleted under a running stream
+                            self._gap_resync(stream, cursor + 2, event.seq)
+                        self._send_event(stream, event, epoch_tail)
+                        cursor = event.seq
             except anyio.get_cancelled_exc_class():
                 raise
             except Exception as exc:
