@@ -176,16 +176,21 @@ class EventHub:
         cached = self.windows.read(run_id, after_seq, n)
         if cached is not None:
             return cached
-        return self.store.read(
-            lambda c: [
-                StoredEvent(run_id, r[0], r[1], r[2], r[3])
-                for r in c.execute(
-                    "SELECT seq, type, timestamp_ms, payload_json FROM _smithers_events"
-                    " WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?",
-                    (run_id, after_seq, n),
-                )
-            ]
+        return self.store.read(functools.partial(_page, run_id=run_id, after_seq=after_seq, n=n))
+
+    async def aread(
+        self, run_id: str, after_seq: int, limit: int | None = None
+    ) -> list[StoredEvent]:
+        """:meth:`read`, with the event-table fallback (a page scan, for replays far behind
+        the window) on a reader thread instead of the event loop."""
+        n = limit or self.page_size
+        cached = self.windows.read(run_id, after_seq, n)
+        if cached is not None:
+            return cached
+        page: list[StoredEvent] = await self.store.aread(
+            functools.partial(_page, run_id=run_id, after_seq=after_seq, n=n)
         )
+        return page
 
     def status(self, run_id: str) -> str | None:
         row = self.store.read(
@@ -217,6 +222,20 @@ class EventHub:
                 return
             with anyio.move_on_after(max(self.poll_ms, 50) / 1000 * 4):
                 await waiter.wait()
+
+
+def _page(conn: object, *, run_id: str, after_seq: int, n: int) -> list[StoredEvent]:
+    import sqlite3
+
+    assert isinstance(conn, sqlite3.Connection)
+    return [
+        StoredEvent(run_id, r[0], r[1], r[2], r[3])
+        for r in conn.execute(
+            "SELECT seq, type, timestamp_ms, payload_json FROM _smithers_events"
+            " WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+            (run_id, after_seq, n),
+        )
+    ]
 
 
 TAIL_PAGE = 5000

@@ -190,6 +190,7 @@ async def test_live_events_arrive_only_on_the_stream(tmp_path: Path) -> None:
         beat = await ws.event("run.heartbeat")
         assert beat["payload"]["streamId"] == res["payload"]["streamId"]
         assert beat["payload"]["type"] == "Heartbeat"
+        assert beat["payload"]["epoch"] == gw.runtime.db.epoch
         mark = len(ws.frames)
         await rpc(c, "submitApproval", {"runId": run_id, "nodeId": "gate", "approved": True})
         decided = await ws.wait_for(
@@ -332,3 +333,80 @@ async def test_a_long_replay_is_paced_not_cut_off(tmp_path: Path) -> None:
             got = await run_events_until(ws, len(rows))
             assert stream_view(got) == expected_frames(rows)
             assert not [f for f in ws.frames if f.get("event") == "run.error"]
+
+
+async def test_a_stalled_replay_waits_until_live_events_pile_up(tmp_path: Path) -> None:
+    # A client that stops reading during a replay is not cut off for the replay itself (the
+    # history waits in the store), but once more than run_stream_queue_limit live events are
+    # waiting behind the stalled replay, the stream gets BackpressureDisconnect.
+    gw = make_gateway(tmp_path, tokens=TOKENS, run_stream_queue_limit=10)
+    async with running(gw):
+        store = gw.runtime.store
+        await create_run(store, "r-stall")
+        for _ in range(30):
+            await append_events(store, "r-stall", 10, text="y" * 20_000)
+        async with _stalled_client(gw) as slow:
+            res = await open_stream(gw, slow, "r-stall", 0)
+            stream = gw.run_streams.streams[res["payload"]["streamId"]]
+            await wait_for(lambda: stream.drained is not None, 10, "the replay to stall")
+            assert stream.open
+            await append_events(store, "r-stall", 5)
+            assert stream.open  # 5 live events waiting: under the limit
+            await append_events(store, "r-stall", 6)
+            await wait_for(lambda: not stream.open, 5, "the stalled stream to be cut off")
+            err = await slow.event("run.error", timeout=30)
+            assert err["payload"]["error"]["code"] == "BackpressureDisconnect"
+            seqs = [f["payload"]["seq"] for f in slow.frames if f.get("event") == "run.event"]
+            assert seqs == list(range(1, len(seqs) + 1)) and len(seqs) < 301
+
+
+async def test_caps_in_upstream_order_with_scope_and_limit(tmp_path: Path) -> None:
+    tokens = {**TOKENS, "other": {"role": "operator", "scopes": ["*"], "userId": "user:ann"}}
+    gw = make_gateway(
+        tmp_path,
+        tokens=tokens,
+        max_run_streams=3,
+        max_run_streams_per_user=2,
+        max_run_streams_per_run=1,
+    )
+
+    def limited(res: dict[str, Any], scope: str, limit: int) -> bool:
+        return bool(res["error"]["code"] == "RateLimited") and (
+            res["error"]["scope"],
+            res["error"]["limit"],
+        ) == (scope, limit)
+
+    async with running(gw):
+        for run_id in ("c1", "c2", "c3", "c4"):
+            await create_run(gw.runtime.store, run_id)
+        async with ws_client(gw) as a, ws_client(gw) as b, ws_client(gw) as c:
+            for ws, token in ((a, OP_TOKEN), (b, OP_TOKEN), (c, "other")):
+                await ws.recv()
+                await ws.connect(token)
+            assert (await a.request("streamRunEvents", {"runId": "c1"}))["ok"]
+            assert limited(await a.request("streamRunEvents", {"runId": "c1"}), "run", 1)
+            assert (await a.request("streamRunEvents", {"runId": "c2"}))["ok"]
+            assert limited(await b.request("streamRunEvents", {"runId": "c3"}), "user", 2)
+            assert (await c.request("streamRunEvents", {"runId": "c3"}))["ok"]
+            assert limited(await c.request("streamRunEvents", {"runId": "c4"}), "global", 3)
+            assert gw.run_streams.per_run == {"c1": 1, "c2": 1, "c3": 1}
+        await wait_for(lambda: not gw.run_streams.streams, 5, "streams released on close")
+        assert gw.run_streams.per_run == {}
+
+
+async def test_streams_of_one_run_share_one_encoding(tmp_path: Path) -> None:
+    async with running(make_gateway(tmp_path, tokens=TOKENS)) as gw:
+        store = gw.runtime.store
+        await create_run(store, "r-share")
+        async with ws_client(gw) as a, ws_client(gw) as b:
+            await open_stream(gw, a, "r-share", 1)
+            await open_stream(gw, b, "r-share", 1)
+            await append_events(store, "r-share", 3, finish=True)
+            got_a = await run_events_until(a, 5)
+            got_b = await run_events_until(b, 5)
+        assert [(2 + i) for i in range(4)] == [f["payload"]["seq"] for f in got_a]
+        for fa, fb in zip(got_a, got_b, strict=True):
+            pa = {k: v for k, v in fa["payload"].items() if k not in ("streamId", "stateVersion")}
+            pb = {k: v for k, v in fb["payload"].items() if k not in ("streamId", "stateVersion")}
+            assert pa == pb
+        assert ("r-share", 4) in gw.run_streams._fragments  # encoded once, reused

@@ -348,7 +348,7 @@ class RunStreams:
                 while stream.open:
                     waiter = hub.waiter(stream.run_id)
                     status = hub.status(stream.run_id)
-                    page = hub.read(stream.run_id, cursor, PAGE)
+                    page = await hub.aread(stream.run_id, cursor, PAGE)
                     if not page:
                         if status is None or status in TERMINAL_RUN:
                             return  # every event delivered; the stream stays until close
