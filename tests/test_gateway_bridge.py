@@ -15,7 +15,7 @@ from anyio.abc import Process
 from websockets.exceptions import ConnectionClosed
 
 from smithers_core.store.sqlite import SqliteStore
-from tests.engine_helpers import Harness
+from tests.engine_helpers import Harness, wait_for
 from tests.fixtures.gateway import workflows as wfs
 from tests.gateway_helpers import (
     OP_TOKEN,
@@ -26,6 +26,7 @@ from tests.gateway_helpers import (
     make_gateway,
     open_stream,
     rpc,
+    run_events_until,
     running,
     stream_view,
     ws_client,
@@ -211,3 +212,39 @@ async def test_gateway_restart_mid_run_resumes_the_cursor_without_loss(tmp_path:
     rows = db_events(tmp_path / "gw.db", "r-re")
     assert stream_view(got) == expected_frames(rows)
     assert sum(1 for v in stream_view(got) if v[1] == "task.output") == 30
+
+
+async def test_bridge_off_stops_raw_broadcasts_of_other_processes_not_streams(
+    tmp_path: Path,
+) -> None:
+    gw = make_gateway(
+        tmp_path,
+        tokens=TOKENS,
+        out_of_process_event_bridge=False,
+        out_of_process_event_bridge_poll_ms=30,
+        event_window_size=5,
+        max_run_windows=7,
+        terminal_window_grace_ms=60_000,
+    )
+    async with running(gw), ws_client(gw) as watcher, ws_client(gw) as streamer:
+        hub = gw.runtime.hub
+        assert (hub.poll_ms, hub.windows.size, hub.windows.max_windows) == (30, 5, 7)
+        assert hub.windows.grace_s == 60
+        await watcher.recv()
+        await watcher.connect()
+        other = SqliteStore("sqlite:///gw.db", base_dir=tmp_path).open()
+        try:
+            async with Harness(tmp_path, wfs.deploy, store=other) as h:
+                run_id, status = await h.start(wfs.deploy, {"sha": "off"})
+                assert status == "finished"
+        finally:
+            other.close()
+        # The poller fed the run (its window exists), but no tap broadcast it raw ...
+        await wait_for(lambda: hub.windows.first_seq(run_id) is not None, 5, "the poller")
+        assert (await watcher.request("health"))["ok"] is True
+        assert not [f for f in watcher.frames if f.get("payload", {}).get("runId") == run_id]
+        # ... while streamRunEvents reads the store and streams it all.
+        await open_stream(gw, streamer, run_id, 0)
+        rows = db_events(tmp_path / "gw.db", run_id)
+        got = await run_events_until(streamer, len(rows))
+        assert stream_view(got) == expected_frames(rows)
