@@ -12,34 +12,31 @@ from __future__ import annotations
 
 import re
 import threading
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
 import anyio.abc
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import Receive, Scope
 
 from smithers_core.engine.transitions import TERMINAL_RUN
 from smithers_core.errors import SmithersError
-from smithers_core.hosts.common import OPERATOR, lifespan, log, query, raw_path, strict_unquote
-from smithers_core.hosts.errors import SERVE_TABLE, to_http
+from smithers_core.hosts.common import OPERATOR, RoutedApp, log, query, strict_unquote
+from smithers_core.hosts.errors import SERVE_TABLE
 from smithers_core.hosts.server import (
-    DEFAULT_KEEPALIVE_MS,
-    _env_int,
     decision_fields,
     deliver,
     timeout_ms,
 )
-from smithers_core.hosts.sse import StreamRegistry, parse_cursor
-from smithers_core.http.auth import UNAUTHORIZED_MESSAGE, resolve_token, serve_authorized
+from smithers_core.hosts.sse import parse_cursor
+from smithers_core.http.auth import resolve_token, serve_authorized
 from smithers_core.http.binding import BoundServer, serve_app
 from smithers_core.http.body import read_body, read_json
 from smithers_core.http.errors import HttpError
 from smithers_core.http.params import int_prefix
-from smithers_core.http.responses import error_response, http_error_response, json_response
-from smithers_core.metrics import CONTENT_TYPE, HostMetrics
+from smithers_core.http.responses import json_response
+from smithers_core.metrics import CONTENT_TYPE
 from smithers_core.runtime import Runtime
 from smithers_core.workflow.definition import Workflow
 
@@ -49,8 +46,12 @@ _SEG = "([^/]+)"
 Handler = Callable[..., Awaitable[Response]]
 
 
-class ServeApp:
+class ServeApp(RoutedApp):
     """The ASGI app of one run."""
+
+    error_table = SERVE_TABLE
+    strict_headers = False  # upstream serve sends plain JSON responses
+    count_health = False  # health checks are never counted (reference/server.md 3)
 
     def __init__(
         self,
@@ -68,19 +69,10 @@ class ServeApp:
         self.rt = adapter
         self.run_id = run_id
         self.abort = abort
-        self.token = resolve_token(auth_token)
-        self.max_body_bytes = max_body_bytes
-        self.keepalive_ms = (
-            sse_keepalive_ms
-            if sse_keepalive_ms is not None
-            else _env_int("SMITHERS_SSE_KEEPALIVE_MS", DEFAULT_KEEPALIVE_MS)
-        )
-        self.metrics = HostMetrics(active_runs=lambda: len(adapter.engine.active))
-        adapter.hub.add_tap(self.metrics.observe_events)
-        self.streams = StreamRegistry(adapter.hub, self.metrics.sse_streams.inc)
+        self.setup(adapter, auth_token, max_body_bytes, sse_keepalive_ms, serve_authorized)
         self.metrics_enabled = metrics
         R = re.compile
-        self.routes: list[tuple[str, re.Pattern[str], str, Handler]] = [
+        self.routes = [
             ("GET", R(r"^/$"), "/", self.h_status),
             ("GET", R(r"^/events$"), "/events", self.h_events),
             ("GET", R(r"^/frames$"), "/frames", self.h_frames),
@@ -92,47 +84,6 @@ class ServeApp:
         ]
         if metrics:
             self.routes.append(("GET", R(r"^/metrics$"), "/metrics", self.h_metrics))
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await lifespan(scope, receive, send)
-            return
-        if scope["type"] != "http":
-            return
-        method = str(scope["method"]).upper()
-        path = raw_path(scope)
-        if method == "GET" and path == "/health":  # before auth, never counted
-            await json_response(200, {"ok": True}, strict=False)(scope, receive, send)
-            return
-        if self.token is not None and not serve_authorized(scope, self.token):
-            response = error_response(401, "UNAUTHORIZED", UNAUTHORIZED_MESSAGE, strict=False)
-            await response(scope, receive, send)
-            return
-        began = time.perf_counter()
-        route = "unmatched"
-        try:
-            response = error_response(404, "NOT_FOUND", "Route not found", strict=False)
-            for route_method, pattern, template, handler in self.routes:
-                m = pattern.match(path)
-                if m is None:
-                    continue
-                route = template
-                if route_method == method:
-                    response = await handler(scope, receive, *m.groups())
-                    break
-        except HttpError as exc:
-            response = http_error_response(exc, strict=False)
-        except SmithersError as exc:
-            response = http_error_response(to_http(exc, SERVE_TABLE), strict=False)
-        except Exception as exc:
-            log.exception("serve request %s %s failed", method, path)
-            response = error_response(
-                500, "SERVER_ERROR", str(exc) or "Unknown error", strict=False
-            )
-        self.metrics.observe_request(
-            method, route, response.status_code, (time.perf_counter() - began) * 1000
-        )
-        await response(scope, receive, send)
 
     # -- helpers ----------------------------------------------------------------------------
     async def _lenient_body(self, scope: Scope, receive: Receive) -> dict[str, Any]:

@@ -25,28 +25,27 @@ import anyio.from_thread
 import anyio.lowlevel
 import anyio.to_thread
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import Receive, Scope
 
 from smithers_core.engine.options import EngineOptions
 from smithers_core.errors import SmithersError
 from smithers_core.hosts.common import (
     OPERATOR,
+    RoutedApp,
+    env_int,
     js_truthy,
-    lifespan,
-    log,
     query,
-    raw_path,
     strict_unquote,
 )
-from smithers_core.hosts.errors import SERVER_TABLE, to_http
-from smithers_core.hosts.sse import StreamRegistry, parse_cursor
-from smithers_core.http.auth import UNAUTHORIZED_MESSAGE, resolve_token, server_authorized
+from smithers_core.hosts.errors import SERVER_TABLE
+from smithers_core.hosts.sse import parse_cursor
+from smithers_core.http.auth import resolve_token, server_authorized
 from smithers_core.http.binding import BoundServer, is_loopback_host, serve_app
 from smithers_core.http.body import read_json
 from smithers_core.http.errors import HttpError
 from smithers_core.http.params import js_number, optional_int, positive_int
-from smithers_core.http.responses import error_response, http_error_response, json_response
-from smithers_core.metrics import CONTENT_TYPE, HostMetrics
+from smithers_core.http.responses import json_response
+from smithers_core.metrics import CONTENT_TYPE
 from smithers_core.plugins import PluginHost
 from smithers_core.runtime import Runtime
 from smithers_core.store import SmithersDb, SqliteStore
@@ -56,23 +55,17 @@ from smithers_core.workflow.models import RunAuth
 
 DEFAULT_PORT = 7331
 DEFAULT_MAX_BODY_BYTES = 1_048_576
-DEFAULT_KEEPALIVE_MS = 10_000
 MAX_RUN_ID = 256
 
 _SEG = "([^/]+)"
 Handler = Callable[..., Awaitable[Response]]
 
 
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    return int(raw) if raw else default
-
-
 def timeout_ms(given: int | None, name: str, default: int) -> int:
     """An explicit value, else ``SMITHERS_<NAME>_TIMEOUT_MS``, else the upstream default."""
     if given is not None:
         return given
-    return _env_int(f"SMITHERS_{name}_TIMEOUT_MS", default)
+    return env_int(f"SMITHERS_{name}_TIMEOUT_MS", default)
 
 
 def inside_root(path: str, root: str) -> bool:
@@ -97,8 +90,10 @@ def make_resolver(root: str) -> Callable[[dict[str, Any]], Workflow | None]:
     return resolve
 
 
-class ServerApp:
+class ServerApp(RoutedApp):
     """The ASGI app of ``start_server`` over an open :class:`Runtime`."""
+
+    error_table = SERVER_TABLE
 
     def __init__(
         self,
@@ -110,21 +105,11 @@ class ServerApp:
         allow_network: bool = False,
         sse_keepalive_ms: int | None = None,
     ) -> None:
-        self.rt = runtime
-        self.token = resolve_token(auth_token)
-        self.max_body_bytes = max_body_bytes
+        self.setup(runtime, auth_token, max_body_bytes, sse_keepalive_ms, server_authorized)
         self.root = os.path.realpath(root_dir or os.getcwd())
         self.allow_network = allow_network
-        self.keepalive_ms = (
-            sse_keepalive_ms
-            if sse_keepalive_ms is not None
-            else _env_int("SMITHERS_SSE_KEEPALIVE_MS", DEFAULT_KEEPALIVE_MS)
-        )
-        self.metrics = HostMetrics(active_runs=lambda: len(runtime.engine.active))
-        runtime.hub.add_tap(self.metrics.observe_events)
-        self.streams = StreamRegistry(runtime.hub, self.metrics.sse_streams.inc)
         R = re.compile
-        self.routes: list[tuple[str, re.Pattern[str], str, Handler]] = [
+        self.routes = [
             ("GET", R(r"^/metrics$"), "/metrics", self.h_metrics),
             ("POST", R(r"^/v1/runs$"), "/v1/runs", self.h_start),
             ("POST", R(rf"^/v1/runs/{_SEG}/resume$"), "/v1/runs/:runId/resume", self.h_resume),
@@ -157,56 +142,6 @@ class ServerApp:
             ("GET", R(r"^/approvals$"), "/approvals", self.h_approvals),
             ("GET", R(r"^/v1/runs$"), "/v1/runs", self.h_list),
         ]
-        self.templates = [(p, t) for _m, p, t, _h in self.routes]
-
-    # -- dispatch ---------------------------------------------------------------------------
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await lifespan(scope, receive, send)
-            return
-        if scope["type"] != "http":
-            return
-        began = time.perf_counter()
-        method = str(scope["method"]).upper()
-        path = raw_path(scope)
-        status = 500
-        route = self._route_label(path)
-        try:
-            response = await self._dispatch(scope, receive, method, path)
-        except HttpError as exc:
-            response = http_error_response(exc)
-        except SmithersError as exc:
-            response = http_error_response(to_http(exc, SERVER_TABLE))
-        except Exception as exc:
-            log.exception("request %s %s failed", method, path)
-            response = error_response(500, "SERVER_ERROR", str(exc) or "Unknown error")
-        status = response.status_code
-        # SSE is recorded as soon as its stream starts (reference/server.md 2.13)
-        self.metrics.observe_request(method, route, status, (time.perf_counter() - began) * 1000)
-        await response(scope, receive, send)
-
-    def _route_label(self, path: str) -> str:
-        if path == "/health":
-            return "/health"
-        for pattern, template in self.templates:
-            if pattern.match(path):
-                return template
-        # deliberate: unmatched paths share one label (raw paths are a cardinality risk)
-        return "unmatched"
-
-    async def _dispatch(self, scope: Scope, receive: Receive, method: str, path: str) -> Response:
-        if method == "GET" and path == "/health":
-            return json_response(200, {"ok": True})
-        if self.token is not None and not server_authorized(scope, self.token):
-            return error_response(401, "UNAUTHORIZED", UNAUTHORIZED_MESSAGE)
-        for route_method, pattern, _template, handler in self.routes:
-            if route_method != method:
-                continue
-            m = pattern.match(path)
-            if m is None:
-                continue
-            return await handler(scope, receive, *m.groups())
-        return error_response(404, "NOT_FOUND", "Route not found")
 
     # -- helpers ----------------------------------------------------------------------------
     async def _body(self, scope: Scope, receive: Receive) -> dict[str, Any]:
@@ -575,7 +510,7 @@ async def serve_server(
         store = db.store
     else:
         store = db
-    poll = sse_poll_ms if sse_poll_ms is not None else _env_int("SMITHERS_SSE_POLL_MS", 250)
+    poll = sse_poll_ms if sse_poll_ms is not None else env_int("SMITHERS_SSE_POLL_MS", 250)
     runtime = Runtime(
         store,
         base_dir=base_dir,
