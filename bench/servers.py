@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import shutil
 import sys
 import tempfile
 import threading
@@ -244,6 +245,7 @@ async def gateway(opts: dict[str, Any]) -> None:
     emit("READY", ready)
     await stop.wait()
     await gw.close()
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- start_server
@@ -263,6 +265,7 @@ async def server(opts: dict[str, Any]) -> None:
     emit("READY", {"port": handle.port, "url": handle.url, "workflowPath": "wf/sse_logger.py"})
     await stop.wait()
     handle.close()
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- baselines
