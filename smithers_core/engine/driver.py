@@ -232,6 +232,10 @@ class RunDriver:
                 assert self._tg is not None
                 for spec in starts:
                     self._launch_attempt(spec)
+                if starts and len(step.changes) == len(starts):
+                    # only task starts were written: nothing else can change until a task
+                    # settles or something external arrives, so wait instead of re-reading
+                    await self._sleep(step.wake_at)
                 continue
             if self.inflight:
                 await self._sleep(step.wake_at)

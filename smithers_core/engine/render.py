@@ -90,7 +90,11 @@ _SIGNATURES: dict[Any, tuple[set[str], set[str], bool]] = {}
 
 def _fn_params(fn: Callable[..., Any]) -> tuple[set[str], set[str], bool]:
     """(required names, optional names, accepts **kwargs) after the TaskContext parameter."""
-    cached = _SIGNATURES.get(fn)
+    # Keyed by the code object: every render creates new lambdas, but they share their code
+    # (and so their parameters); keying by the function would miss and grow without bound.
+    code = getattr(fn, "__code__", None)
+    key = (code, inspect.ismethod(fn)) if code is not None else None
+    cached = _SIGNATURES.get(key) if key is not None else None
     if cached is not None:
         return cached
     try:
@@ -108,7 +112,8 @@ def _fn_params(fn: Callable[..., Any]) -> tuple[set[str], set[str], bool]:
         optional = {p.name for p in rest if p.default is not p.empty}
         result = (required, optional, any(p.kind == p.VAR_KEYWORD for p in params))
     try:
-        _SIGNATURES[fn] = result
+        if key is not None:
+            _SIGNATURES[key] = result
     except TypeError:
         pass
     return result
