@@ -108,3 +108,23 @@ async def test_run_config_max_concurrency_caps_parallel_tasks(tmp_path: Path) ->
         state["peak"] = 0
         _, status = await h.start(fan, {})
         assert status == "finished" and state["peak"] == 4  # the workflow default (4)
+
+
+def test_run_auth_for_each_trigger() -> None:
+    from smithers_core.auth import Identity
+    from smithers_core.workflow.models import RunAuth
+
+    rpc = RunAuth.for_trigger("rpc", Identity(role="admin", scopes=("run:read",), user_id="u"))
+    assert (rpc.triggered_by, rpc.role, rpc.scopes) == ("u", "admin", ["run:read"])
+    anon = RunAuth.for_trigger("rpc", Identity(role="operator", scopes=("*",)))
+    assert anon.triggered_by == "gateway"
+    for kind, who, role in [
+        ("server", "server", "operator"),
+        ("cli", "cli", "operator"),
+        ("cron", "cron:gateway", "system"),
+        ("timer", "timer:gateway", "system"),
+        ("webhook:gh", "webhook:gh", "system"),
+    ]:
+        auth = RunAuth.for_trigger(kind)
+        assert (auth.triggered_by, auth.role) == (who, role)
+        assert auth.model_dump(by_alias=True)["createdAt"].endswith("Z")

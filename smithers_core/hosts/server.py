@@ -235,7 +235,7 @@ class ServerApp(RoutedApp):
                 workflow,
                 run_input,
                 run_id=run_id,
-                auth=RunAuth.for_trigger("rpc", OPERATOR),
+                auth=RunAuth.for_trigger("server"),
                 config=config or None,
                 workflow_path=path,
                 allow_network=self.allow_network,

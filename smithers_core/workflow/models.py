@@ -46,8 +46,8 @@ class RunAuth(BaseModel):
     def for_trigger(cls, kind: str, identity: Any = None) -> RunAuth:
         """The one helper every surface uses to record ``ctx.auth`` (D11).
 
-        ``kind`` is ``"rpc"`` (the caller's identity), ``"cron"``, ``"webhook:<key>"``,
-        ``"timer"`` or ``"cli"``.
+        ``kind`` is ``"rpc"`` (the caller's identity), ``"server"`` (a ``start_server``
+        token holder), ``"cron"``, ``"webhook:<key>"``, ``"timer"`` or ``"cli"``.
         """
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
         if kind == "cron":
@@ -56,8 +56,8 @@ class RunAuth(BaseModel):
             return cls(triggeredBy="timer:gateway", role="system", scopes=["*"], createdAt=now)
         if kind.startswith("webhook:"):
             return cls(triggeredBy=kind, role="system", scopes=["*"], createdAt=now)
-        if kind == "cli":
-            return cls(triggeredBy="cli", role="operator", scopes=["*"], createdAt=now)
+        if kind in ("cli", "server"):
+            return cls(triggeredBy=kind, role="operator", scopes=["*"], createdAt=now)
         user = getattr(identity, "user_id", None)
         return cls(
             triggeredBy=user or "gateway",
