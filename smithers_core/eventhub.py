@@ -144,17 +144,18 @@ class EventHub:
         """Feed the rows committed by other processes since the last poll, page by page."""
         while True:
             after = self._last_rowid
-            rows = await self.store.aread(functools.partial(_tail, after_rowid=after))
-            if not rows:
+            local = frozenset(self._local_rowids)
+            last, count, foreign = await self.store.aread(
+                functools.partial(_tail, after_rowid=after, skip=local)
+            )
+            if not count:
                 return
-            self._last_rowid = max(after, rows[-1].rowid)
-            local = self._local_rowids
-            foreign = [e for e in rows if e.rowid not in local]
-            if local:
-                self._local_rowids = {r for r in local if r > self._last_rowid}
+            self._last_rowid = max(after, last)
+            if self._local_rowids:
+                self._local_rowids = {r for r in self._local_rowids if r > self._last_rowid}
             if foreign:
                 self._wake(foreign)
-            if len(rows) < TAIL_PAGE:
+            if count < TAIL_PAGE:
                 return
 
     def waiter(self, run_id: str) -> anyio.Event:
@@ -241,7 +242,11 @@ def _page(conn: object, *, run_id: str, after_seq: int, n: int) -> list[StoredEv
 TAIL_PAGE = 5000
 
 
-def _tail(conn: object, *, after_rowid: int) -> list[CommittedEvent]:
+def _tail(
+    conn: object, *, after_rowid: int, skip: frozenset[int] = frozenset()
+) -> tuple[int, int, list[CommittedEvent]]:
+    """One page of rows after ``after_rowid``: ``(last rowid, row count, events)``, where the
+    events leave out (and never decode) the rows in ``skip``, this process's own commits."""
     import sqlite3
 
     assert isinstance(conn, sqlite3.Connection)
@@ -250,7 +255,14 @@ def _tail(conn: object, *, after_rowid: int) -> list[CommittedEvent]:
         " ORDER BY rowid LIMIT ?",
         (after_rowid, TAIL_PAGE),
     ).fetchall()
-    return [CommittedEvent(r[1], r[2], r[3], json.loads(r[4]), r[4].encode(), r[0]) for r in rows]
+    if not rows:
+        return after_rowid, 0, []
+    events = [
+        CommittedEvent(r[1], r[2], r[3], json.loads(r[4]), r[4].encode(), r[0])
+        for r in rows
+        if r[0] not in skip
+    ]
+    return int(rows[-1][0]), len(rows), events
 
 
 TERMINAL_EVENTS = frozenset({"RunFinished", "RunFailed", "RunCancelled", "RunContinuedAsNew"})
