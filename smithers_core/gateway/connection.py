@@ -1,52 +1,114 @@
 """One WebSocket connection: pools, per-connection ``seq``, the byte-bounded writer (4.2-4.4).
 
 Every outbound frame goes through :meth:`Connection.push`, which never awaits: frames are
-queued for the connection's writer task, and a queue over ``max_outbound_bytes`` closes the
-socket with 1013 "event backpressure" and drops what was queued.
+queued, and a queue over ``max_outbound_bytes`` closes the socket with 1013 "event
+backpressure" and drops what was queued.
+
+The queue is flushed by a ``call_soon`` callback, not by a task per socket: up to
+:data:`FLUSH_FRAMES` queued frames are written in one go, in order, per loop iteration. On
+uvicorn's ``websockets-sansio`` protocol (the one the gateway runs on) the flush frames the
+texts with the protocol's own ``websockets`` connection and hands them to the transport in one
+``write``; while the transport is paused (its buffer over the high-water mark) or on any other
+ASGI server, a short-lived drain task sends through the ASGI ``send`` instead, waiting for the
+transport. Nothing per socket exists while it is idle: no task, no stream, no event.
 """
 
 from __future__ import annotations
 
-import math
+import asyncio
+import logging
 import uuid
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
-
-import anyio
-import anyio.abc
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import TYPE_CHECKING, Any
 
 from smithers_core.auth import Identity
 from smithers_core.gateway.frames import encode, event_text
 
+try:  # the protocol whose synchronous write path the flush uses (see the module docstring)
+    from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+except ImportError:  # pragma: no cover - uvicorn without websockets
+    WebSocketsSansIOProtocol = None  # type: ignore[assignment,misc]
+
+if TYPE_CHECKING:
+    from smithers_core.gateway.metrics import GatewayMetrics
+
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
+# Frames written per flush (one transport write); a longer queue continues on the loop's next
+# iteration, so one busy socket never holds the loop for a whole burst, and a peer on the same
+# loop reads at most two batches at once (16 frames: ``websockets``' default ``max_queue``
+# before it stops reading).
+FLUSH_FRAMES = 4
 
-@dataclass(frozen=True, slots=True)
+log = logging.getLogger("smithers.gateway")
+
+
 class _Close:
-    code: int
-    reason: str
+    __slots__ = ("code", "reason")
+
+    def __init__(self, code: int, reason: str) -> None:
+        self.code = code
+        self.reason = reason
+
+
+def _sansio(send: Any) -> Any:
+    """The uvicorn sansio protocol behind an ASGI ``send``, or None."""
+    proto = getattr(send, "__self__", None)
+    if WebSocketsSansIOProtocol is not None and isinstance(proto, WebSocketsSansIOProtocol):
+        return proto
+    return None
 
 
 class Connection:
-    """State of one socket. ``subscribed`` None means "every run" (no subscribe filter)."""
+    """State of one socket. ``subscribed`` None means "every run" (no subscribe filter).
+
+    ``scope`` is the ASGI scope (headers are decoded from it when ``connect`` needs them, not
+    kept per socket). ``on_end`` is called once the socket can carry nothing more: after the
+    close frame went out, or when a write failed.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_drainer",
+        "_metrics",
+        "_proto",
+        "_queue",
+        "_scheduled",
+        "_send",
+        "backpressure",
+        "cleanups",
+        "closed",
+        "id",
+        "identity",
+        "max_outbound_bytes",
+        "on_end",
+        "path",
+        "peer",
+        "queued_bytes",
+        "scope",
+        "seq",
+        "session_token",
+        "stream_signals",
+        "streamed_runs",
+        "subscribed",
+        "tasks",
+    )
 
     def __init__(
         self,
         send: Send,
         *,
-        headers: dict[str, str],
-        cookies: dict[str, str],
-        peer: Any,
-        path: str,
+        scope: dict[str, Any] | None = None,
+        peer: Any = None,
+        path: str = "/",
         max_outbound_bytes: int,
-        on_sent: Callable[[], None] | None = None,
+        metrics: GatewayMetrics | None = None,
     ) -> None:
         self.id = "ws:" + uuid.uuid4().hex
         self._send = send
-        self.headers = headers
-        self.cookies = cookies
+        self._proto = _sansio(send)
+        self.scope = scope
         self.peer = peer
         self.path = path
         self.max_outbound_bytes = max_outbound_bytes
@@ -58,18 +120,45 @@ class Connection:
         self.closed = False
         self.backpressure = False
         self.cleanups: list[Callable[[], Any]] = []
-        self.task_group: anyio.abc.TaskGroup | None = None
         self.streamed_runs: dict[str, int] = {}
-        self.stream_signals: list[anyio.Event] = []
-        self._on_sent = on_sent
-        stream: tuple[MemoryObjectSendStream[Any], MemoryObjectReceiveStream[Any]] = (
-            anyio.create_memory_object_stream(math.inf)
-        )
-        self._out, self._in = stream
+        self.stream_signals: list[Any] = []
+        self.tasks: set[asyncio.Task[Any]] | None = None
+        self.on_end: Callable[[], None] | None = None
+        self._metrics = metrics
+        self._queue: deque[tuple[str, Callable[[], None] | None] | _Close] = deque()
+        self._scheduled = False
+        self._drainer: asyncio.Task[None] | None = None
 
     @property
     def authenticated(self) -> bool:
         return self.identity is not None
+
+    # -- tasks -------------------------------------------------------------------------------
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run ``coro`` for this connection; cancelled when the session ends."""
+        task = asyncio.get_running_loop().create_task(coro)
+        tasks = self.tasks
+        if tasks is None:
+            tasks = self.tasks = set()
+        tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        if self.tasks is not None:
+            self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("connection task failed", exc_info=task.exception())
+
+    async def cancel_tasks(self) -> None:
+        """Cancel the connection's request and stream tasks and wait for them."""
+        tasks = self.tasks
+        if not tasks:
+            return
+        pending = list(tasks)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
 
     # -- outbound --------------------------------------------------------------------------
     def push(self, text: str, after: Callable[[], None] | None = None) -> bool:
@@ -82,7 +171,8 @@ class Connection:
             self.close(1013, "event backpressure")
             return False
         self.queued_bytes += size
-        self._out.send_nowait((text, after))
+        self._queue.append((text, after))
+        self._schedule()
         return True
 
     def push_frame(self, frame: dict[str, Any]) -> bool:
@@ -105,11 +195,78 @@ class Connection:
         if self.closed:
             return
         self.closed = True
-        self._out.send_nowait(_Close(code, reason))
+        if self.backpressure:
+            self._queue.clear()
+            self.queued_bytes = 0
+        self._queue.append(_Close(code, reason))
+        self._schedule()
 
-    async def writer(self, done: anyio.CancelScope) -> None:
-        async with self._in:
-            async for item in self._in:
+    def _schedule(self) -> None:
+        if not self._scheduled and self._drainer is None:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _end(self) -> None:
+        self.closed = True
+        self._queue.clear()
+        self.queued_bytes = 0
+        on_end, self.on_end = self.on_end, None
+        if on_end is not None:
+            on_end()
+
+    def _flush(self) -> None:
+        """Write every queued frame now if the transport takes them without waiting."""
+        self._scheduled = False
+        if self._drainer is not None or not self._queue:
+            return
+        proto = self._proto
+        if proto is None or not proto.writable.is_set():
+            self._drainer = asyncio.get_running_loop().create_task(self._drain())
+            return
+        queue = self._queue
+        if proto.close_sent or proto.disconnected:
+            self._end()
+            return
+        conn = proto.conn
+        done: list[Callable[[], None]] = []
+        count = 0
+        size = 0
+        try:
+            while queue and count < FLUSH_FRAMES:
+                item = queue[0]
+                if isinstance(item, _Close):
+                    break
+                queue.popleft()
+                text, after = item
+                size += len(text)
+                conn.send_text(text.encode())
+                count += 1
+                if after is not None:
+                    done.append(after)
+            if count:
+                proto.transport.write(b"".join(conn.data_to_send()))
+        except Exception:  # the websockets state machine is past OPEN: the peer is gone
+            self._end()
+            return
+        self.queued_bytes -= size
+        if self._metrics is not None:
+            self._metrics.sent += count
+        for after in done:
+            after()
+        if not queue or self._scheduled or self._drainer is not None:
+            return
+        if isinstance(queue[0], _Close):  # the ASGI send owns the closing handshake
+            self._drainer = asyncio.get_running_loop().create_task(self._drain())
+        else:  # more than one batch: the rest after the loop's other callbacks
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    async def _drain(self) -> None:
+        """Send the queue through the ASGI ``send`` (waits while the transport is paused)."""
+        queue = self._queue
+        try:
+            while queue:
+                item = queue.popleft()
                 if isinstance(item, _Close):
                     try:
                         await self._send(
@@ -117,22 +274,23 @@ class Connection:
                         )
                     except Exception:  # peer already gone
                         pass
-                    done.cancel()
+                    self._end()
                     return
                 text, after = item
                 self.queued_bytes -= len(text)
-                if self.backpressure:
-                    continue
                 try:
                     await self._send({"type": "websocket.send", "text": text})
                 except Exception:
-                    self.closed = True
-                    done.cancel()
+                    self._end()
                     return
-                if self._on_sent is not None:
-                    self._on_sent()
+                if self._metrics is not None:
+                    self._metrics.sent += 1
                 if after is not None:
                     after()
+        finally:
+            self._drainer = None
+        if queue and not self.closed:  # pragma: no cover - pushes during the last send
+            self._schedule()
 
 
 __all__ = ["Connection"]

@@ -65,6 +65,17 @@ def ok_frame(frame_id: str, payload: Any) -> dict[str, Any]:
     }
 
 
+def ok_text(frame_id: str, payload_json: str) -> str:
+    """``encode(ok_frame(frame_id, payload))`` for a payload already encoded as JSON."""
+    return (
+        '{"type":"res","id":'
+        + jsonutil.dumps(frame_id)
+        + ',"ok":true,"apiVersion":"v1","payload":'
+        + payload_json
+        + "}"
+    )
+
+
 def error_frame(frame_id: str, exc: SmithersError) -> dict[str, Any]:
     return {
         "type": "res",
@@ -79,12 +90,18 @@ def encode(frame: Any) -> str:
     return jsonutil.dumps(frame)
 
 
+_EVENT_HEADS: dict[str, str] = {}
+
+
 def event_text(name: str, payload_json: str, seq: int, state_version: int) -> str:
     """An event frame, built by concatenation so a broadcast encodes its payload once."""
+    head = _EVENT_HEADS.get(name)
+    if head is None:
+        head = '{"type":"event","event":' + jsonutil.dumps(name) + ',"payload":'
+        if len(_EVENT_HEADS) < 1024:  # event names are a small fixed set; stay bounded
+            _EVENT_HEADS[name] = head
     return (
-        '{"type":"event","event":'
-        + jsonutil.dumps(name)
-        + ',"payload":'
+        head
         + payload_json
         + ',"seq":'
         + str(seq)
@@ -102,5 +119,6 @@ __all__ = [
     "error_object",
     "event_text",
     "ok_frame",
+    "ok_text",
     "status_for_code",
 ]

@@ -154,7 +154,7 @@ class Gateway:
         self._tg: anyio.abc.TaskGroup | None = None
         self._last_seq: dict[str, int] = {}
         self._completed: OrderedDict[str, None] = OrderedDict()
-        self._run_cache: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._run_cache: OrderedDict[str, list[Any]] = OrderedDict()
         for namespace, definition in self.plugins.rpc_namespaces().items():
             self.extend(namespace, definition)
 
@@ -554,9 +554,9 @@ class Gateway:
             return method
         return "other"
 
-    def run_record(self, run_id: str) -> dict[str, Any]:
-        """``getRun``'s body. A terminal run's body is cached until an event of that run
-        commits (D13)."""
+    def _run_entry(self, run_id: str) -> list[Any]:
+        """``[body, body's JSON or None]`` of ``getRun``. A terminal run's entry is cached
+        until an event of that run commits (D13), so its JSON is encoded once."""
         cached = self._run_cache.get(run_id)
         if cached is not None:
             self._run_cache.move_to_end(run_id)
@@ -564,12 +564,25 @@ class Gateway:
         run: dict[str, Any] | None = self.runtime.db.get_run(run_id)
         if run is None:
             raise SmithersError("NOT_FOUND", f"Run not found: {run_id}")
-        record = self.dispatcher.enrich(run, _config(run))
-        if record.get("status") in TERMINAL_RUN:
-            self._run_cache[run_id] = record
+        entry: list[Any] = [self.dispatcher.enrich(run, _config(run)), None]
+        if entry[0].get("status") in TERMINAL_RUN:
+            self._run_cache[run_id] = entry
             while len(self._run_cache) > 1000:
                 self._run_cache.popitem(last=False)
+        return entry
+
+    def run_record(self, run_id: str) -> dict[str, Any]:
+        """``getRun``'s body (cached for terminal runs, D13)."""
+        record: dict[str, Any] = self._run_entry(run_id)[0]
         return record
+
+    def run_record_json(self, run_id: str) -> str:
+        """``getRun``'s body as JSON, encoded once per cached terminal run."""
+        entry = self._run_entry(run_id)
+        text: str | None = entry[1]
+        if text is None:
+            text = entry[1] = jsonutil.dumps(entry[0])
+        return text
 
     async def query_runs(
         self,

@@ -133,21 +133,74 @@ def check_method(method: Any) -> str:
     return method
 
 
+class _NonFinite(Exception):
+    pass
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value - value != 0.0:  # 1e999 overflows to inf: let the full walk report it
+        raise _NonFinite
+    return value
+
+
+def _within_bounds(data: str | bytes) -> bool:
+    """True when no value parsed from ``data`` can break a :func:`check_bounds` limit.
+
+    A string over 16,384 UTF-16 code units needs more than 8,192 characters of text (an
+    astral character is one character but two code units) or 16,384 bytes; an array over 256
+    items needs 256 commas; a depth over 32 needs 32 nested containers, so 32 opening
+    brackets. Non-finite numbers are caught while parsing (:func:`_finite_float`).
+    """
+    if isinstance(data, str):
+        return (
+            len(data) <= MAX_STRING // 2
+            and data.count("[") + data.count("{") < MAX_DEPTH
+            and data.count(",") < MAX_ARRAY
+        )
+    return (
+        len(data) <= MAX_STRING
+        and data.count(b"[") + data.count(b"{") < MAX_DEPTH
+        and data.count(b",") < MAX_ARRAY
+    )
+
+
 def parse_request_frame(data: str | bytes, max_bytes: int) -> tuple[str, str, Any]:
-    """Parse a WebSocket request frame in upstream's order; returns ``(id, method, params)``."""
-    size = len(data.encode("utf-8")) if isinstance(data, str) else len(data)
+    """Parse a WebSocket request frame in upstream's order; returns ``(id, method, params)``.
+
+    A small frame that cannot break a bound skips the :func:`check_bounds` walk; every other
+    frame, and any frame holding a non-finite number, is walked as before.
+    """
+    if isinstance(data, str):
+        size = len(data) if data.isascii() else len(data.encode("utf-8"))
+    else:
+        size = len(data)
     if size > max_bytes:
         raise SmithersError(
             "INVALID_INPUT",
             f"Gateway RPC payload exceeds {max_bytes} bytes.",
             {"maxBytes": max_bytes},
         )
-    try:
-        frame = loads_strict(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise SmithersError("INVALID_INPUT", "Gateway frame must be valid JSON.") from exc
-    clip_prompt(frame)
-    check_bounds(frame)
+    frame: Any = None
+    walked = False
+    if _within_bounds(data):
+        try:
+            frame = json.loads(data, parse_constant=_reject_constant, parse_float=_finite_float)
+        except _NonFinite:
+            walked = True
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise SmithersError("INVALID_INPUT", "Gateway frame must be valid JSON.") from exc
+        else:
+            clip_prompt(frame)
+    else:
+        walked = True
+    if walked:
+        try:
+            frame = loads_strict(data)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise SmithersError("INVALID_INPUT", "Gateway frame must be valid JSON.") from exc
+        clip_prompt(frame)
+        check_bounds(frame)
     if not isinstance(frame, dict) or frame.get("type") != "req":
         raise SmithersError("INVALID_INPUT", "Gateway frame must be a request object.")
     frame_id = frame.get("id")

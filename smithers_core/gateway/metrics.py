@@ -6,6 +6,8 @@ Counters end in ``_total``; ``_created`` series are disabled; the exposition con
 
 from __future__ import annotations
 
+from bisect import bisect_left
+
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -15,10 +17,23 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 P = "smithers_gateway_"
 
 
+_DURATION_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
+
+
 class GatewayMetrics:
-    """One set of gateway metrics; each gateway owns its registry."""
+    """One set of gateway metrics; each gateway owns its registry.
+
+    The per-frame and per-call series (frames sent and received, RPC calls and durations)
+    are counted in plain integers on the hot path and folded into the Prometheus families
+    by :meth:`flush`, which :meth:`render` calls before every exposition.
+    """
 
     def __init__(self) -> None:
+        self.sent = 0  # WebSocket frames written, not yet folded into messages_sent
+        self.received = 0  # WebSocket messages received, not yet in messages_received
+        self._calls: dict[tuple[str, str], int] = {}
+        self._durations = [0] * (len(_DURATION_BUCKETS) + 1)
+        self._duration_sum = 0.0
         r = self.registry = CollectorRegistry(auto_describe=True)
         self.approval_decisions = Counter(
             P + "approval_decisions", "Approval decisions", ["decision"], registry=r
@@ -38,7 +53,7 @@ class GatewayMetrics:
         self.rpc_duration = Histogram(
             P + "rpc_duration_ms",
             "RPC duration in milliseconds",
-            buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000),
+            buckets=_DURATION_BUCKETS,
             registry=r,
         )
         self.runs_completed = Counter(
@@ -55,7 +70,39 @@ class GatewayMetrics:
             P + "backpressure_disconnects", "Sockets closed for backpressure", registry=r
         )
 
+    def call(self, method: str, transport: str) -> None:
+        """One RPC call (``rpc_calls_total{method, transport}``)."""
+        key = (method, transport)
+        self._calls[key] = self._calls.get(key, 0) + 1
+
+    def duration(self, ms: float) -> None:
+        """One ``rpc_duration_ms`` observation (buckets are upper bounds, as Prometheus')."""
+        self._durations[bisect_left(_DURATION_BUCKETS, ms)] += 1
+        self._duration_sum += ms
+
+    def flush(self) -> None:
+        """Fold the pending hot-path counts into the Prometheus families."""
+        if self.sent:
+            self.messages_sent.inc(self.sent)
+            self.sent = 0
+        if self.received:
+            self.messages_received.inc(self.received)
+            self.received = 0
+        if self._calls:
+            calls, self._calls = self._calls, {}
+            for (method, transport), n in calls.items():
+                self.rpc_calls.labels(method, transport).inc(n)
+        if self._duration_sum or any(self._durations):
+            hist = self.rpc_duration
+            for index, n in enumerate(self._durations):
+                if n:
+                    hist._buckets[index].inc(n)  # what observe() increments, n at once
+            hist._sum.inc(self._duration_sum)
+            self._durations = [0] * len(self._durations)
+            self._duration_sum = 0.0
+
     def render(self) -> bytes:
+        self.flush()
         return generate_latest(self.registry)
 
 

@@ -177,7 +177,7 @@ class HttpRoutes:
             else:
                 method = check_method(unquote(path[len(RPC_PREFIX) :]))
                 params = body.get("params") if "method" in body else body
-            gw.metrics.rpc_calls.labels(gw.method_label(method), "http").inc()
+            gw.metrics.call(gw.method_label(method), "http")
             if method == "streamRunEvents":
                 raise SmithersError(
                     "INVALID_REQUEST",

@@ -36,6 +36,13 @@ from smithers_core.workflow.models import RunAuth
 if TYPE_CHECKING:
     from smithers_core.gateway.gateway import Gateway
 
+# Methods whose handlers never await: a WebSocket answers them in its read loop (no task).
+INLINE_METHODS = frozenset(
+    name
+    for name in ("health", "getRun", "listWorkflows", *catalog.ALIASES)
+    if catalog.canonical(name) in ("health", "getRun", "listWorkflows")
+)
+
 ACTIVE_STATUSES = ("running", "waiting-approval", "waiting-event", "waiting-timer", "paused")
 
 
@@ -184,17 +191,42 @@ class Dispatcher:
         }
 
     # -- entry ------------------------------------------------------------------------------
-    async def call(self, ctx: CallContext, method: str, params: Any) -> Any:
-        """Scope gate then dispatch; raises ``SmithersError`` with this surface's codes."""
+    def _gate(self, identity: Identity, method: str) -> Entry | None:
+        """The scope gate; returns the extension entry of an ``ext.*`` method."""
         entry = self.gw.extensions.resolve(method) if method.startswith("ext.") else None
         required = catalog.required_scope(method, entry.scope if entry else None)
         method_scope = None if method.startswith("ext.") else catalog.catalog_scope(method)
-        if not catalog.allowed(ctx.identity.scopes, method, required, method_scope):
+        if not catalog.allowed(identity.scopes, method, required, method_scope):
             raise SmithersError(
                 "FORBIDDEN",
                 f"Missing required scope {required} for {method}",
                 {"requiredScope": required},
             )
+        return entry
+
+    def call_inline(self, identity: Identity, method: str, params: Any) -> str:
+        """:meth:`call` for :data:`INLINE_METHODS`, which never await: the payload's JSON.
+
+        A finished run's ``getRun`` payload is encoded once and cached with its body (D13).
+        """
+        self._gate(identity, method)
+        args = params if isinstance(params, dict) else {}
+        name = catalog.canonical(method)
+        started = time.perf_counter()
+        try:
+            if name == "getRun":
+                return self.gw.run_record_json(self._run_id(args))
+            if name == "health":
+                return jsonutil.dumps(self.gw.health_payload(include_uptime=True))
+            return jsonutil.dumps(self._list_workflows(args))
+        except SmithersError as exc:
+            raise translate(exc) from exc
+        finally:
+            self.gw.metrics.duration((time.perf_counter() - started) * 1000)
+
+    async def call(self, ctx: CallContext, method: str, params: Any) -> Any:
+        """Scope gate then dispatch; raises ``SmithersError`` with this surface's codes."""
+        entry = self._gate(ctx.identity, method)
         args = params if isinstance(params, dict) else {}
         if method.startswith("ext."):
             if entry is None:
@@ -213,7 +245,7 @@ class Dispatcher:
         except SmithersError as exc:
             raise translate(exc) from exc
         finally:
-            self.gw.metrics.rpc_duration.observe((time.perf_counter() - started) * 1000)
+            self.gw.metrics.duration((time.perf_counter() - started) * 1000)
 
     # -- helpers ----------------------------------------------------------------------------
     @property
@@ -255,6 +287,9 @@ class Dispatcher:
         return self.gw.health_payload(include_uptime=True)
 
     async def list_workflows(self, ctx: CallContext, params: dict[str, Any]) -> Any:
+        return self._list_workflows(params)
+
+    def _list_workflows(self, params: dict[str, Any]) -> list[dict[str, Any]]:
         filt = _sub(params, "filter")
         has_ui = params.get("hasUi", filt.get("hasUi"))
         include_system = params.get("includeSystem", filt.get("includeSystem")) is True
@@ -756,4 +791,4 @@ def translate(exc: SmithersError) -> SmithersError:
     return SmithersError(code, exc.message, exc.details)
 
 
-__all__ = ["ACTIVE_STATUSES", "CallContext", "Dispatcher", "translate"]
+__all__ = ["ACTIVE_STATUSES", "INLINE_METHODS", "CallContext", "Dispatcher", "translate"]

@@ -133,13 +133,12 @@ class RunStreams:
         conn.cleanups.append(lambda: self.close(stream))
         client_epoch = params.get("epoch")
         stale_epoch = isinstance(client_epoch, str) and client_epoch != epoch
-        tg = conn.task_group
-        if tg is not None:
 
-            def start() -> None:
-                tg.start_soon(self._run, stream, after, stale_epoch)
+        def start() -> None:
+            if stream.open and not conn.closed:
+                conn.spawn(self._run(stream, after, stale_epoch))
 
-            ctx.after_response.append(start)
+        ctx.after_response.append(start)
         return {
             "streamId": stream.stream_id,
             "runId": run_id,

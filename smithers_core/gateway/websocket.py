@@ -14,9 +14,9 @@ from smithers_core.auth.gates import check_gates
 from smithers_core.auth.tokens import parse_cookies
 from smithers_core.errors import SmithersError
 from smithers_core.gateway.connection import Connection
-from smithers_core.gateway.frames import encode, error_frame, ok_frame
+from smithers_core.gateway.frames import encode, error_frame, ok_frame, ok_text
 from smithers_core.gateway.limits import parse_request_frame
-from smithers_core.gateway.rpc import CallContext
+from smithers_core.gateway.rpc import INLINE_METHODS, CallContext
 
 if TYPE_CHECKING:
     from smithers_core.gateway.gateway import Gateway
@@ -61,7 +61,15 @@ async def deny(send: Any, status: int, body: bytes, scope: dict[str, Any] | None
 
 
 class WebSocketSession:
-    """Runs one socket from upgrade to close."""
+    """Runs one socket from upgrade to close.
+
+    Requests are read in order. Those answered without awaiting (parse errors, requests
+    before ``connect``, and :data:`~smithers_core.gateway.rpc.INLINE_METHODS` such as
+    ``getRun``) are answered in the read loop itself; every other request runs in its own task,
+    so requests that wait on the store or the engine are still answered concurrently.
+    """
+
+    __slots__ = ("gw", "receive", "scope", "send")
 
     def __init__(self, gateway: Gateway, scope: dict[str, Any], receive: Any, send: Any) -> None:
         self.gw = gateway
@@ -74,31 +82,30 @@ class WebSocketSession:
         message = await self.receive()
         if message["type"] != "websocket.connect":
             return
-        headers = scope_headers(self.scope)
-        cookies = parse_cookies(headers.get("cookie"))
         if gw.authed_count >= gw.options.max_connections or (
             gw.preauth_count >= gw.options.max_pre_auth_connections
         ):
             await deny(self.send, 503, LIMIT_BODY, self.scope)
             return
+        headers = scope_headers(self.scope)
         failure = check_gates(
             headers,
-            cookies,
+            parse_cookies(headers.get("cookie")),
             auth_enabled=gw.auth.enabled,
             allowed_origins=gw.auth.allowed_origins,
             insecure=gw.options.insecure,
         )
+        del headers
         if failure is not None:
             await deny(self.send, 403, ORIGIN_BODY, self.scope)
             return
         conn = Connection(
             self.send,
-            headers=headers,
-            cookies=cookies,
+            scope=self.scope,
             peer=_peer(self.scope),
             path=str(self.scope.get("path") or "/"),
             max_outbound_bytes=gw.options.max_outbound_bytes,
-            on_sent=gw.metrics.messages_sent.inc,
+            metrics=gw.metrics,
         )
         gw.preauth_count += 1
         gw.connections.add(conn)
@@ -108,19 +115,22 @@ class WebSocketSession:
             await self.send(
                 {"type": "websocket.accept", "headers": [(b"x-smithers-api-version", b"v1")]}
             )
-            async with anyio.create_task_group() as tg:
-                conn.task_group = tg
-                tg.start_soon(conn.writer, tg.cancel_scope)
-                gw.send_event(
-                    conn,
-                    "connect.challenge",
-                    {"nonce": str(uuid.uuid4()), "ts": int(time.time() * 1000)},
-                )
-                await self._read_loop(conn, tg)
-                conn.closed = True
-                tg.cancel_scope.cancel()
+            gw.send_event(
+                conn,
+                "connect.challenge",
+                {"nonce": str(uuid.uuid4()), "ts": int(time.time() * 1000)},
+            )
+            if conn._proto is not None:
+                # uvicorn's sansio protocol answers our close frame and the peer's with a
+                # websocket.disconnect message, which ends the read loop.
+                await self._read_loop(conn)
+            else:
+                with anyio.CancelScope() as scope:
+                    conn.on_end = scope.cancel
+                    await self._read_loop(conn)
         finally:
             conn.closed = True
+            conn.on_end = None
             gw.connections.discard(conn)
             if conn.authenticated:
                 gw.authed_count -= 1
@@ -130,41 +140,46 @@ class WebSocketSession:
             gw.metrics.connections_closed.inc()
             for signal in list(conn.stream_signals):
                 signal.set()
-            for cleanup in list(conn.cleanups):
-                try:
-                    cleanup()
-                except Exception:
-                    pass
+            try:
+                await conn.cancel_tasks()
+            finally:
+                for cleanup in list(conn.cleanups):
+                    try:
+                        cleanup()
+                    except Exception:
+                        pass
 
-    async def _read_loop(self, conn: Connection, tg: Any) -> None:
+    async def _read_loop(self, conn: Connection) -> None:
         gw = self.gw
+        metrics = gw.metrics
+        receive = self.receive
         deadline = time.monotonic() + gw.options.auth_deadline_ms / 1000
         while True:
-            if conn.authenticated:
-                message = await self.receive()
+            if conn.identity is not None or conn.closed:
+                message = await receive()
             else:
                 remaining = deadline - time.monotonic()
                 message = None
                 if remaining > 0:
                     with anyio.move_on_after(remaining):
-                        message = await self.receive()
+                        message = await receive()
                 if message is None:
-                    if not conn.authenticated:
+                    if conn.identity is None:
                         conn.close(1008, "authentication timeout")
-                        await anyio.sleep_forever()
                     continue
             kind = message["type"]
             if kind == "websocket.disconnect":
                 return
-            if kind != "websocket.receive":
+            if kind != "websocket.receive" or conn.closed:
                 continue
             data = message.get("text")
             if data is None:
                 data = message.get("bytes") or b""
-            gw.metrics.messages_received.inc()
-            tg.start_soon(self._handle, conn, data)
+            metrics.received += 1
+            self._dispatch(conn, data)
 
-    async def _handle(self, conn: Connection, data: str | bytes) -> None:
+    def _dispatch(self, conn: Connection, data: str | bytes) -> None:
+        """Answer one request frame now, or start a task for it when it must await."""
         gw = self.gw
         try:
             frame_id, method, params = parse_request_frame(data, gw.options.max_payload)
@@ -176,13 +191,35 @@ class WebSocketSession:
             conn.push_frame(error_frame("server", SmithersError("SERVER_ERROR", str(exc))))
             return
         if method == "connect":
-            await self._connect(conn, frame_id, params)
+            conn.spawn(self._connect(conn, frame_id, params))
             return
-        if conn.identity is None:
+        identity = conn.identity
+        if identity is None:
             conn.push_frame(error_frame(frame_id, SmithersError("UNAUTHORIZED", "Connect first")))
             return
-        gw.metrics.rpc_calls.labels(gw.method_label(method), "ws").inc()
-        ctx = CallContext(conn.identity, "ws", conn, conn.id)
+        if method in INLINE_METHODS:
+            gw.metrics.call(method, "ws")
+            try:
+                payload_json = gw.dispatcher.call_inline(identity, method, params)
+            except SmithersError as exc:
+                gw.metrics.errors.labels(exc.code).inc()
+                conn.push_frame(error_frame(frame_id, exc))
+                return
+            except Exception as exc:
+                gw.metrics.errors.labels("SERVER_ERROR").inc()
+                conn.push_frame(error_frame(frame_id, SmithersError("SERVER_ERROR", str(exc))))
+                return
+            conn.push(ok_text(frame_id, payload_json))
+            return
+        conn.spawn(self._handle(conn, frame_id, method, params))
+
+    async def _handle(self, conn: Connection, frame_id: str, method: str, params: Any) -> None:
+        gw = self.gw
+        identity = conn.identity
+        if identity is None:  # pragma: no cover - _dispatch checked it
+            return
+        gw.metrics.call(gw.method_label(method), "ws")
+        ctx = CallContext(identity, "ws", conn, conn.id)
         try:
             payload = await gw.dispatcher.call(ctx, method, params)
         except SmithersError as exc:
@@ -257,10 +294,11 @@ class WebSocketSession:
             )
         auth = params.get("auth")
         token = auth.get("token") if isinstance(auth, dict) else None
+        headers = scope_headers(conn.scope or {})
         identity = await gw.authenticate(
             "ws",
-            conn.headers,
-            conn.cookies,
+            headers,
+            parse_cookies(headers.get("cookie")),
             conn.peer,
             conn.path,
             token if isinstance(token, str) else None,
