@@ -125,7 +125,8 @@ class Connection:
         self.tasks: set[asyncio.Task[Any]] | None = None
         self.on_end: Callable[[], None] | None = None
         self._metrics = metrics
-        self._queue: deque[tuple[str, Callable[[], None] | None] | _Close] = deque()
+        # Created on demand and dropped once empty: an idle socket holds no deque (~600 B).
+        self._queue: deque[tuple[str, Callable[[], None] | None] | _Close] | None = None
         self._scheduled = False
         self._drainer: asyncio.Task[None] | None = None
 
@@ -171,7 +172,10 @@ class Connection:
             self.close(1013, "event backpressure")
             return False
         self.queued_bytes += size
-        self._queue.append((text, after))
+        queue = self._queue
+        if queue is None:
+            queue = self._queue = deque()
+        queue.append((text, after))
         self._schedule()
         return True
 
@@ -195,10 +199,13 @@ class Connection:
         if self.closed:
             return
         self.closed = True
+        queue = self._queue
+        if queue is None:
+            queue = self._queue = deque()
         if self.backpressure:
-            self._queue.clear()
+            queue.clear()
             self.queued_bytes = 0
-        self._queue.append(_Close(code, reason))
+        queue.append(_Close(code, reason))
         self._schedule()
 
     def _schedule(self) -> None:
@@ -208,7 +215,8 @@ class Connection:
 
     def _end(self) -> None:
         self.closed = True
-        self._queue.clear()
+        if self._queue is not None:
+            self._queue.clear()
         self.queued_bytes = 0
         on_end, self.on_end = self.on_end, None
         if on_end is not None:
@@ -217,13 +225,13 @@ class Connection:
     def _flush(self) -> None:
         """Write every queued frame now if the transport takes them without waiting."""
         self._scheduled = False
-        if self._drainer is not None or not self._queue:
+        queue = self._queue
+        if self._drainer is not None or not queue:
             return
         proto = self._proto
         if proto is None or not proto.writable.is_set():
             self._drainer = asyncio.get_running_loop().create_task(self._drain())
             return
-        queue = self._queue
         if proto.close_sent or proto.disconnected:
             self._end()
             return
@@ -253,7 +261,11 @@ class Connection:
             self._metrics.sent += count
         for after in done:
             after()
-        if not queue or self._scheduled or self._drainer is not None:
+        if not queue:
+            if self._queue is queue:
+                self._queue = None
+            return
+        if self._scheduled or self._drainer is not None:
             return
         if isinstance(queue[0], _Close):  # the ASGI send owns the closing handshake
             self._drainer = asyncio.get_running_loop().create_task(self._drain())
@@ -264,6 +276,9 @@ class Connection:
     async def _drain(self) -> None:
         """Send the queue through the ASGI ``send`` (waits while the transport is paused)."""
         queue = self._queue
+        if queue is None:  # pragma: no cover - scheduled with a queue
+            self._drainer = None
+            return
         try:
             while queue:
                 item = queue.popleft()
@@ -289,7 +304,9 @@ class Connection:
                     after()
         finally:
             self._drainer = None
-        if queue and not self.closed:  # pragma: no cover - pushes during the last send
+        if not queue and self._queue is queue:
+            self._queue = None
+        elif queue and not self.closed:  # pragma: no cover - pushes during the last send
             self._schedule()
 
 
