@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -71,47 +72,41 @@ class Progress:
     def show(self, event: dict[str, Any]) -> None:
         if self.quiet:
             return
-        kind = event.get("type")
+        render = PROGRESS_LINES.get(str(event.get("type")))
+        if render is None:
+            return
         node = event.get("nodeId")
         it = event.get("iteration") or 0
         label = f"{node}" + (f"[{it}]" if it else "")
-        line = None
-        if kind == "NodeStarted":
-            line = f"  > {label} started (attempt {event.get('attempt')})"
-        elif kind == "NodeFinished":
-            line = f"  + {label} finished"
-        elif kind == "NodeFailed":
-            err = event.get("error") or {}
-            line = f"  x {label} failed: {err.get('code')}: {err.get('message')}"
-        elif kind == "NodeRetrying":
-            line = f"  ~ {label} will retry (attempt {event.get('attempt')})"
-        elif kind == "NodeSkipped":
-            line = f"  - {label} skipped"
-        elif kind == "NodeCancelled":
-            line = f"  ! {label} cancelled ({event.get('reason')})"
-        elif kind == "NodeOutput":
-            line = f"  {label}| {str(event.get('text', '')).rstrip()}"
-        elif kind == "ApprovalRequested":
-            line = f"  ? {label} waits for approval"
-        elif kind in ("ApprovalGranted", "ApprovalDenied", "ApprovalAutoApproved"):
-            line = f"  ? {label}: {kind[len('Approval') :].lower()}"
-        elif kind == "TimerCreated":
-            line = f"  . timer {label} set"
-        elif kind == "TimerFired":
-            line = f"  . timer {label} fired"
-        elif kind == "SignalReceived":
-            line = f"  * signal {event.get('signalName')!r} received"
-        elif kind == "SignalRejected":
-            line = f"  * signal {event.get('signalName')!r} rejected (payload invalid)"
-        elif kind == "RunFinished":
-            line = "run finished"
-        elif kind == "RunFailed":
-            err = event.get("error") or {}
-            line = f"run failed: {err.get('code')}: {err.get('message')}"
-        elif kind == "RunCancelled":
-            line = "run cancelled"
-        if line is not None:
-            print(line, file=self.out, flush=True)
+        err = event.get("error") or {}
+        print(render(label, event, err), file=self.out, flush=True)
+
+
+ProgressLine = Callable[[str, dict[str, Any], dict[str, Any]], str]
+
+PROGRESS_LINES: dict[str, ProgressLine] = {
+    "NodeStarted": lambda n, e, _: f"  > {n} started (attempt {e.get('attempt')})",
+    "NodeFinished": lambda n, e, _: f"  + {n} finished",
+    "NodeFailed": lambda n, e, err: f"  x {n} failed: {err.get('code')}: {err.get('message')}",
+    "NodeRetrying": lambda n, e, _: f"  ~ {n} will retry (attempt {e.get('attempt')})",
+    "NodeSkipped": lambda n, e, _: f"  - {n} skipped",
+    "NodeCancelled": lambda n, e, _: f"  ! {n} cancelled ({e.get('reason')})",
+    "NodeOutput": lambda n, e, _: f"  {n}| {str(e.get('text', '')).rstrip()}",
+    "ApprovalRequested": lambda n, e, _: f"  ? {n} waits for approval",
+    "ApprovalGranted": lambda n, e, _: f"  ? {n}: granted",
+    "ApprovalDenied": lambda n, e, _: f"  ? {n}: denied",
+    "ApprovalAutoApproved": lambda n, e, _: f"  ? {n}: autoapproved",
+    "TimerCreated": lambda n, e, _: f"  . timer {n} set",
+    "TimerFired": lambda n, e, _: f"  . timer {n} fired",
+    "SignalReceived": lambda n, e, _: f"  * signal {e.get('signalName')!r} received",
+    "SignalRejected": lambda n, e, _: (
+        f"  * signal {e.get('signalName')!r} rejected (payload invalid)"
+    ),
+    "RunFinished": lambda n, e, _: "run finished",
+    "RunFailed": lambda n, e, err: f"run failed: {err.get('code')}: {err.get('message')}",
+    "RunCancelled": lambda n, e, _: "run cancelled",
+}
+"""How ``smithers up`` prints each event type (others are not shown)."""
 
 
 def _db_flag(url: str) -> str:
