@@ -196,13 +196,15 @@ async def gateway(opts: dict[str, Any]) -> None:
 
     import smithers_auth_token
     from bench import workflows as wfs
-    from smithers_core.defaults import auth_none
+    from smithers_core.defaults import auth_none, gateway_rpc, gateway_ws
     from smithers_core.gateway import Gateway
     from smithers_core.plugins import PluginHost
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-gw-"))
     host = PluginHost()
     host.register(auth_none, "core.auth_none")
+    host.register(gateway_rpc, "core.gateway_rpc")
+    host.register(gateway_ws, "core.gateway_ws")
     host.register(smithers_auth_token, "smithers_auth_token")
     caps = int(opts.get("stream_caps", 1024))
     gw = Gateway(

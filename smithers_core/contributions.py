@@ -28,22 +28,34 @@ class HostInfo:
     services: Mapping[str, Any] = field(default_factory=dict)
 
 
+DEFAULT_ROUTE_SCOPE = "run:read"
+
+
 @dataclass(frozen=True, slots=True)
 class RouteSpec:
     """One HTTP or WebSocket route a transport contributes.
 
     ``auth="required"`` (the default) routes are wrapped by core with the Host/Origin gates,
-    authentication and the ``scope`` check, so a plugin cannot expose an unauthenticated route
-    by accident. ``auth="public"`` routes are listed by ``smithers plugins list``.
+    authentication and the ``scope`` check (default ``run:read``; ``None`` admits any
+    authenticated caller, for endpoints that check scopes per request), so a plugin cannot
+    expose an unauthenticated route by accident. ``auth="public"`` routes skip all of that
+    (a protocol that authenticates in-band, like the WebSocket RPC's ``connect``, is public)
+    and are listed by ``smithers plugins list``.
+
+    ``endpoint`` is Starlette-style (``endpoint(request)`` returning a response, or
+    ``endpoint(websocket)``), or a raw ASGI app when ``asgi=True``. ``prefix=True`` matches
+    ``path`` and every path that starts with it; exact routes win over prefixes.
     """
 
     path: str
     endpoint: Callable[..., Any]
     methods: tuple[str, ...] = ("GET",)
     auth: Literal["required", "public"] = "required"
-    scope: str | None = None
+    scope: str | None = DEFAULT_ROUTE_SCOPE
     websocket: bool = False
     name: str | None = None
+    asgi: bool = False
+    prefix: bool = False
 
 
 @runtime_checkable
@@ -96,6 +108,7 @@ class EventObserver(Protocol):
 
 
 __all__ = [
+    "DEFAULT_ROUTE_SCOPE",
     "ASGIApp",
     "EventObserver",
     "HostInfo",

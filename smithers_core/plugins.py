@@ -197,7 +197,7 @@ class PluginHost:
             for transport in transports:
                 for route in transport.routes:
                     if route.auth == "public":
-                        info.public_routes.append(route.path)
+                        info.public_routes.append(route.path + ("*" if route.prefix else ""))
 
     def sorted_infos(self) -> list[PluginInfo]:
         return [self.infos[k] for k in sorted(self.infos)]

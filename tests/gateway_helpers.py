@@ -14,7 +14,7 @@ import anyio
 import httpx
 import websockets
 
-from smithers_core.defaults import auth_none
+from smithers_core.defaults import auth_none, gateway_rpc, gateway_ws
 from smithers_core.gateway import Gateway
 from smithers_core.plugins import PluginHost
 from tests.engine_helpers import engine_options
@@ -27,9 +27,12 @@ TOKENS: dict[str, Any] = {
 
 
 def plugin_host(*, token: bool = True) -> PluginHost:
-    """Core's ``none`` mode plus (optionally) the token plugin, without entry-point discovery."""
+    """Core's defaults (``none`` mode, HTTP and WebSocket RPC) plus (optionally) the token
+    plugin, without entry-point discovery."""
     host = PluginHost()
     host.register(auth_none, "core.auth_none")
+    host.register(gateway_rpc, "core.gateway_rpc")
+    host.register(gateway_ws, "core.gateway_ws")
     if token:
         import smithers_auth_token
 

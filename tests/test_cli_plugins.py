@@ -59,6 +59,10 @@ def test_plugins_list_json(fixture_plugins: Path, tmp_path: Path) -> None:
         "hooks": ["smithers_auth_modes"],
         "publicRoutes": [],
     }
+    for name, public in (("core.gateway_rpc", []), ("core.gateway_ws", ["/*"])):
+        assert by[name]["distribution"] == "smithers-core" and by[name]["loaded"] is True
+        assert by[name]["hooks"] == ["smithers_transports"]
+        assert by[name]["publicRoutes"] == public
     assert by["fixture_good"]["loaded"] and by["fixture_good"]["version"] == "1.0.0"
     assert by["fixture_broken"]["loaded"] is False
     assert "module_that_does_not_exist_anywhere" in by["fixture_broken"]["error"]

@@ -45,7 +45,6 @@ from smithers_core.gateway.routes import HttpRoutes
 from smithers_core.gateway.rpc import ACTIVE_STATUSES, Dispatcher, _config
 from smithers_core.gateway.streams import RunStreams
 from smithers_core.gateway.transport import gateway_protocol
-from smithers_core.gateway.websocket import WebSocketSession
 from smithers_core.http.binding import BoundServer, is_loopback_host, serve_app
 from smithers_core.plugins import PluginHost, load_plugins
 from smithers_core.runtime import Runtime
@@ -373,11 +372,8 @@ class Gateway:
         if kind == "http":
             await self.http(scope, receive, send)
         elif kind == "websocket":
-            route = self.plugin_routes.ws.get(scope.get("path", "")) if self.plugin_routes else None
-            if route is not None and self.plugin_routes is not None:
-                await self.plugin_routes.serve_ws(route, scope, receive, send)
-            else:
-                await WebSocketSession(self, scope, receive, send).run()
+            if self.plugin_routes is not None:
+                await self.plugin_routes.serve_ws(scope, receive, send)
         elif kind == "lifespan":
             while True:
                 message = await receive()

@@ -1,17 +1,22 @@
 """Routes contributed by plugins through ``smithers_transports`` (D3), mounted on the gateway.
 
-An endpoint is Starlette-style: ``endpoint(request) -> Response`` (sync or async) for HTTP and
-``endpoint(websocket)`` for WebSocket routes. Routes with ``auth="required"`` (the default)
-run behind the gateway's Host/Origin gates, authentication and the route's ``scope``
-(default ``run:read``); the caller's :class:`~smithers_core.auth.Identity` is in
-``request.state.identity``. Only ``auth="public"`` routes skip them (and ``smithers plugins
-list`` shows them). Failures answer the gateway's ResponseFrame error with its status.
+Core's own RPC transports arrive this way too (plugins ``core.gateway_rpc`` and
+``core.gateway_ws``), so disabling one removes its routes and another plugin may serve them.
+
+An endpoint is Starlette-style, ``endpoint(request) -> Response`` (sync or async) for HTTP and
+``endpoint(websocket)`` for WebSocket, or a raw ASGI app ``endpoint(scope, receive, send)``
+when the route says ``asgi=True``. Routes with ``auth="required"`` (the default) run behind the
+gateway's Host/Origin gates, authentication and the route's ``scope`` (``None``: any
+authenticated caller); the caller's :class:`~smithers_core.auth.Identity` is in
+``request.state.identity`` (``scope["state"]["identity"]`` for ASGI endpoints). Only
+``auth="public"`` routes skip them (``smithers plugins list`` shows them). Failures answer the
+gateway's ResponseFrame error with its status. Exact paths win over ``prefix=True`` routes;
+among prefixes the longest wins. Two transports claiming one route is ``PLUGIN_CONFLICT``.
 """
 
 from __future__ import annotations
 
 import inspect
-import uuid
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -19,27 +24,58 @@ from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 
 from smithers_core import scopes
+from smithers_core.auth import Identity
 from smithers_core.auth.tokens import parse_cookies
 from smithers_core.contributions import RouteSpec, Transport, UiMount
 from smithers_core.errors import SmithersError
+from smithers_core.gateway.asgi import deny, respond_json, scope_headers, scope_peer
 from smithers_core.gateway.frames import error_frame, status_for_code
-from smithers_core.gateway.websocket import deny, scope_headers
+from smithers_core.gateway.http_rpc import request_id_of
 
 if TYPE_CHECKING:
     from smithers_core.gateway.gateway import Gateway
 
-DEFAULT_SCOPE = "run:read"
+NOT_FOUND_BODY = b"Not Found\n"
 
 
-def _peer(scope: dict[str, Any]) -> Any:
-    client = scope.get("client")
-    return (str(client[0]), int(client[1])) if client else "unix"
+class _Table:
+    """Routes of one kind (HTTP or WebSocket) keyed by ``key``: exact paths, then prefixes."""
+
+    def __init__(self) -> None:
+        self.exact: dict[Any, RouteSpec] = {}
+        self.prefixes: list[tuple[Any, RouteSpec]] = []
+        self.owners: dict[Any, str] = {}
+
+    def add(self, key: Any, route: RouteSpec, owner: str, label: str) -> None:
+        table_key = (key, route.prefix)
+        if table_key in self.owners:
+            raise SmithersError(
+                "PLUGIN_CONFLICT",
+                f"Route {label} is contributed by both '{self.owners[table_key]}' and "
+                f"'{owner}'; disable one of them ([plugins] disable)",
+                {"route": label, "transports": [self.owners[table_key], owner]},
+            )
+        self.owners[table_key] = owner
+        if route.prefix:
+            self.prefixes.append((key, route))
+            self.prefixes.sort(key=lambda item: len(item[1].path), reverse=True)
+        else:
+            self.exact[key] = route
+
+    def match(self, key: Any, path: str, same: Any) -> RouteSpec | None:
+        route = self.exact.get(key)
+        if route is not None:
+            return route
+        for prefix_key, candidate in self.prefixes:
+            if same(prefix_key) and path.startswith(candidate.path):
+                return candidate
+        return None
 
 
 class PluginRoutes:
-    """Exact-path routing to plugin endpoints, with core's auth wrapped around them, and
-    UI mounts (``smithers_ui_mounts``) by longest path prefix (GET/HEAD only). UI mounts are
-    served without auth, except a mount whose ``option`` is ``"operator_ui"``."""
+    """Plugin endpoints with core's auth wrapped around them, and UI mounts
+    (``smithers_ui_mounts``) by longest path prefix (GET/HEAD only). UI mounts are served
+    without auth, except a mount whose ``option`` is ``"operator_ui"``."""
 
     def __init__(
         self, gateway: Gateway, transports: list[Transport], mounts: list[UiMount] | None = None
@@ -54,15 +90,18 @@ class PluginRoutes:
             if app is not None:
                 self.mounts.append((mount.path.rstrip("/") or "/", app, mount))
         self.mounts.sort(key=lambda m: len(m[0]), reverse=True)
-        self.http: dict[tuple[str, str], RouteSpec] = {}
-        self.ws: dict[str, RouteSpec] = {}
+        self.http = _Table()
+        self.ws = _Table()
         for transport in transports:
             for route in transport.routes:
+                suffix = "*" if route.prefix else ""
                 if route.websocket:
-                    self.ws[route.path] = route
+                    label = f"WebSocket {route.path}{suffix}"
+                    self.ws.add(route.path, route, transport.name, label)
                 else:
                     for method in route.methods:
-                        self.http[(method.upper(), route.path)] = route
+                        label = f"{method.upper()} {route.path}{suffix}"
+                        self.http.add((method.upper(), route.path), route, transport.name, label)
 
     def match_mount(self, method: str, path: str) -> tuple[str, Any, UiMount] | None:
         if method not in ("GET", "HEAD"):
@@ -75,8 +114,6 @@ class PluginRoutes:
     async def serve_mount(
         self, found: tuple[str, Any, UiMount], scope: Any, receive: Any, send: Any
     ) -> None:
-        from smithers_core.gateway.routes import respond_json
-
         prefix, app, mount = found
         if mount.option == "operator_ui":
             route = RouteSpec(mount.path, app)
@@ -92,23 +129,30 @@ class PluginRoutes:
         await app(sub, receive, send)
 
     def match_http(self, method: str, path: str) -> RouteSpec | None:
-        route = self.http.get((method, path))
+        route = self.http.match((method, path), path, lambda key: key[0] == method)
         if route is None and method == "HEAD":
-            route = self.http.get(("GET", path))
+            route = self.http.match(("GET", path), path, lambda key: key[0] == "GET")
         return route
 
-    async def _identity(self, scope: dict[str, Any], route: RouteSpec) -> Any:
+    def match_ws(self, path: str) -> RouteSpec | None:
+        return self.ws.match(path, path, lambda key: True)
+
+    async def _identity(self, scope: dict[str, Any], route: RouteSpec) -> Identity:
         headers = scope_headers(scope)
-        identity = await self.gw.authenticate(
-            "ws" if route.websocket else "http",
-            headers,
-            parse_cookies(headers.get("cookie")),
-            _peer(scope),
-            str(scope.get("path", "/")),
-            None,
-        )
-        required = route.scope or DEFAULT_SCOPE
-        if not scopes.has_scope(identity.scopes, required):
+        try:
+            identity = await self.gw.authenticate(
+                "ws" if route.websocket else "http",
+                headers,
+                parse_cookies(headers.get("cookie")),
+                scope_peer(scope),
+                str(scope.get("path", "/")),
+                None,
+            )
+        except SmithersError:
+            self.gw.metrics.auth_events.labels("failure").inc()
+            raise
+        required = route.scope
+        if required is not None and not scopes.has_scope(identity.scopes, required):
             raise SmithersError(
                 "FORBIDDEN",
                 f"Missing required scope {required} for {route.path}",
@@ -117,24 +161,31 @@ class PluginRoutes:
         return identity
 
     async def serve_http(self, route: RouteSpec, scope: Any, receive: Any, send: Any) -> None:
-        from smithers_core.gateway.routes import respond_json
-
         identity = None
         if route.auth != "public":
             try:
                 identity = await self._identity(scope, route)
             except SmithersError as exc:
-                request_id = scope_headers(scope).get("x-request-id") or str(uuid.uuid4())
+                request_id = request_id_of(scope_headers(scope))
                 await respond_json(send, status_for_code(exc.code), error_frame(request_id, exc))
                 return
-        request = Request(scope, receive, send)
-        request.state.identity = identity
-        response = route.endpoint(request)
+        scope = {**scope, "state": {**(scope.get("state") or {}), "identity": identity}}
+        if route.asgi:
+            await route.endpoint(scope, receive, send)
+            return
+        response = route.endpoint(Request(scope, receive, send))
         if inspect.isawaitable(response):
             response = await response
         await response(scope, receive, send)
 
-    async def serve_ws(self, route: RouteSpec, scope: Any, receive: Any, send: Any) -> None:
+    async def serve_ws(self, scope: Any, receive: Any, send: Any) -> None:
+        """Serve an upgrade on the route for its path; no route refuses it with a 404."""
+        route = self.match_ws(str(scope.get("path") or "/"))
+        if route is None:
+            message = await receive()
+            if message["type"] == "websocket.connect":
+                await deny(send, 404, NOT_FOUND_BODY, scope)
+            return
         identity = None
         if route.auth != "public":
             message = await receive()
@@ -153,9 +204,11 @@ class PluginRoutes:
                 return replayed.pop() if replayed else await original()
 
             receive = receive_again
-        websocket = WebSocket(scope, receive, send)
-        websocket.state.identity = identity
-        result = route.endpoint(websocket)
+        scope = {**scope, "state": {**(scope.get("state") or {}), "identity": identity}}
+        if route.asgi:
+            await route.endpoint(scope, receive, send)
+            return
+        result = route.endpoint(WebSocket(scope, receive, send))
         if inspect.isawaitable(result):
             await result
 

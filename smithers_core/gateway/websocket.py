@@ -13,6 +13,7 @@ import anyio
 from smithers_core.auth.gates import check_gates
 from smithers_core.auth.tokens import parse_cookies
 from smithers_core.errors import SmithersError
+from smithers_core.gateway.asgi import deny, scope_headers, scope_peer
 from smithers_core.gateway.connection import Connection
 from smithers_core.gateway.frames import encode, error_frame, ok_frame, ok_text
 from smithers_core.gateway.limits import parse_request_frame
@@ -23,41 +24,6 @@ if TYPE_CHECKING:
 
 LIMIT_BODY = b"Gateway connection limit reached\n"
 ORIGIN_BODY = b"Origin or host is not allowed\n"
-
-
-def scope_headers(scope: dict[str, Any]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for raw_key, raw_value in scope.get("headers") or ():
-        key = raw_key.decode("latin-1").lower()
-        value = raw_value.decode("latin-1")
-        if key in out:
-            out[key] = out[key] + ("; " if key == "cookie" else ", ") + value
-        else:
-            out[key] = value
-    return out
-
-
-async def deny(send: Any, status: int, body: bytes, scope: dict[str, Any] | None = None) -> None:
-    """Refuse an upgrade with a raw HTTP response (the ASGI denial-response extension).
-
-    A server without that extension gets a close before accept (an HTTP 403 in practice).
-    """
-    if scope is not None and "websocket.http.response" not in (scope.get("extensions") or {}):
-        await send({"type": "websocket.close", "code": 1008})
-        return
-    await send(
-        {
-            "type": "websocket.http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"text/plain; charset=utf-8"),
-                (b"connection", b"close"),
-                (b"x-smithers-api-version", b"v1"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "websocket.http.response.body", "body": body})
 
 
 class WebSocketSession:
@@ -102,7 +68,7 @@ class WebSocketSession:
         conn = Connection(
             self.send,
             scope=self.scope,
-            peer=_peer(self.scope),
+            peer=scope_peer(self.scope),
             path=str(self.scope.get("path") or "/"),
             max_outbound_bytes=gw.options.max_outbound_bytes,
             metrics=gw.metrics,
@@ -308,18 +274,24 @@ class WebSocketSession:
         return identity, subscribe
 
 
+class WebSocketRpc:
+    """The WebSocket RPC protocol as an ASGI endpoint, mounted by the ``core.gateway_ws`` plugin.
+
+    Declared ``auth="public"``: the session applies the Host/Origin gates at the upgrade and
+    authenticates the ``connect`` request itself (its token may arrive in the frame).
+    """
+
+    __slots__ = ("gw",)
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gw = gateway
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await WebSocketSession(self.gw, scope, receive, send).run()
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _peer(scope: dict[str, Any]) -> Any:
-    client = scope.get("client")
-    if client:
-        return (str(client[0]), int(client[1]))
-    server = scope.get("server")
-    if server is None or (isinstance(server, tuple) and server[1] is None):
-        return "unix"
-    return None
-
-
-__all__ = ["WebSocketSession", "deny", "scope_headers"]
+__all__ = ["WebSocketRpc", "WebSocketSession"]
