@@ -73,8 +73,9 @@ class HttpRpc:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         gw = self.gw
         path: str = scope.get("path", "/")
-        identity: Identity = scope["state"]["identity"]
-        headers = scope_headers(scope)
+        state = scope["state"]
+        identity: Identity = state["identity"]
+        headers: dict[str, str] = state.get("headers") or scope_headers(scope)
         request_id = request_id_of(headers)
         frame_id = request_id
         try:

@@ -38,6 +38,18 @@ if TYPE_CHECKING:
 NOT_FOUND_BODY = b"Not Found\n"
 
 
+def share_request_state(
+    scope: dict[str, Any], identity: Identity | None, headers: dict[str, str]
+) -> None:
+    """Hand the endpoint what core already worked out, in the request's ``state`` (servers
+    give each request its own copy): ``identity``, and ``headers`` decoded once."""
+    state = scope.get("state")
+    if state is None:
+        state = scope["state"] = {}
+    state["identity"] = identity
+    state["headers"] = headers
+
+
 class _Table:
     """Routes of one kind (HTTP or WebSocket) keyed by ``key``: exact paths, then prefixes."""
 
@@ -137,8 +149,11 @@ class PluginRoutes:
     def match_ws(self, path: str) -> RouteSpec | None:
         return self.ws.match(path, path, lambda key: True)
 
-    async def _identity(self, scope: dict[str, Any], route: RouteSpec) -> Identity:
-        headers = scope_headers(scope)
+    async def _identity(
+        self, scope: dict[str, Any], route: RouteSpec, headers: dict[str, str] | None = None
+    ) -> Identity:
+        if headers is None:
+            headers = scope_headers(scope)
         try:
             identity = await self.gw.authenticate(
                 "ws" if route.websocket else "http",
@@ -162,14 +177,15 @@ class PluginRoutes:
 
     async def serve_http(self, route: RouteSpec, scope: Any, receive: Any, send: Any) -> None:
         identity = None
+        headers = scope_headers(scope)
         if route.auth != "public":
             try:
-                identity = await self._identity(scope, route)
+                identity = await self._identity(scope, route, headers)
             except SmithersError as exc:
-                request_id = request_id_of(scope_headers(scope))
+                request_id = request_id_of(headers)
                 await respond_json(send, status_for_code(exc.code), error_frame(request_id, exc))
                 return
-        scope = {**scope, "state": {**(scope.get("state") or {}), "identity": identity}}
+        share_request_state(scope, identity, headers)
         if route.asgi:
             await route.endpoint(scope, receive, send)
             return
@@ -204,7 +220,7 @@ class PluginRoutes:
                 return replayed.pop() if replayed else await original()
 
             receive = receive_again
-        scope = {**scope, "state": {**(scope.get("state") or {}), "identity": identity}}
+        share_request_state(scope, identity, scope_headers(scope))
         if route.asgi:
             await route.endpoint(scope, receive, send)
             return
