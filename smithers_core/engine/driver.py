@@ -139,6 +139,8 @@ class RunDriver:
         *,
         allow_network: bool = False,
         max_concurrency: int | None = None,
+        tool_timeout_ms: int | None = None,
+        max_output_bytes: int | None = None,
     ) -> None:
         self.engine = engine
         self.store = engine.store
@@ -147,6 +149,8 @@ class RunDriver:
         self.input = input_value
         self.auth = auth
         self.allow_network = allow_network
+        self.tool_timeout_ms = tool_timeout_ms
+        self.max_output_bytes = max_output_bytes
         # a run's config may lower or raise the workflow's cap (server config.maxConcurrency,
         # launchRun options.maxConcurrency)
         self.max_concurrency = max_concurrency or workflow.max_concurrency
@@ -568,6 +572,8 @@ class RunDriver:
             auth=self.auth,
             last_heartbeat=spec.last_heartbeat,
             allow_network=self.allow_network,
+            tool_timeout_ms=self.tool_timeout_ms,
+            max_output_bytes=self.max_output_bytes,
             on_heartbeat=hb.heartbeat,
             on_log=hb.log,
             root_dir=self.engine.root_dir,

@@ -224,7 +224,7 @@ class Engine:
                 value,
                 auth,
                 allow_network=network,
-                max_concurrency=_positive_int(cfg.get("maxConcurrency")),
+                **run_limits(cfg),
             )
         )
         return run_id
@@ -356,7 +356,7 @@ class Engine:
                 value,
                 auth,
                 allow_network=network,
-                max_concurrency=_positive_int(config.get("maxConcurrency")),
+                **run_limits(config),
             )
         )
         return {"runId": run_id, "status": "running", "resumed": True}
@@ -541,6 +541,16 @@ def _positive_int(value: Any) -> int | None:
     if isinstance(value, int | float) and not isinstance(value, bool) and value >= 1:
         return int(value)
     return None
+
+
+def run_limits(config: dict[str, Any]) -> dict[str, int | None]:
+    """The limits a run's config sets for its driver: ``maxConcurrency`` (nodes at once) and
+    the tool limits ``toolTimeoutMs`` / ``maxOutputBytes`` (``launchRun`` options)."""
+    return {
+        "max_concurrency": _positive_int(config.get("maxConcurrency")),
+        "tool_timeout_ms": _positive_int(config.get("toolTimeoutMs")),
+        "max_output_bytes": _positive_int(config.get("maxOutputBytes")),
+    }
 
 
 def _owned_runs(conn: sqlite3.Connection, *, owner: str) -> list[sqlite3.Row]:

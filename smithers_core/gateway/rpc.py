@@ -313,10 +313,13 @@ class Dispatcher:
         if reg is None:
             raise SmithersError("NOT_FOUND", f"Unknown workflow: {key}", {"workflow": key})
         options = p.options or LaunchOptions()
+        limits: dict[str, int] = {}  # stored in the run's config; the engine applies them
         for name in ("maxConcurrency", "maxOutputBytes", "toolTimeoutMs"):
             value = getattr(options, name)
             if value is not None and value < 1:
                 raise SmithersError("INVALID_INPUT", f"options.{name} must be an integer >= 1")
+            if value is not None:
+                limits[name] = value
         run_input = validate_rpc_input(params.get("input"))
         run_id = p.runId or options.runId or str(uuid.uuid4())
         config: dict[str, Any] = {
@@ -326,8 +329,7 @@ class Dispatcher:
         }
         if started_by is not None:
             config["startedBy"] = started_by
-        if options.maxConcurrency is not None:
-            config["maxConcurrency"] = options.maxConcurrency
+        config.update(limits)
         self._auto_subscribe(ctx, run_id)
         try:
             await self.rt.service.launch(

@@ -6,10 +6,14 @@ namespace (``unshare --net``, or ``unshare --user --map-root-user --net`` when u
 if neither works it raises ``SANDBOX_UNAVAILABLE`` and never runs unsandboxed. The flag covers
 this tool only, not the task's own Python code.
 
-Inside a task, pass the task context so the host's settings apply::
+Inside a task, pass the task context so the host's and the run's settings apply::
 
     def build(t):
         result = bash("make test", ctx=t, timeout_ms=60_000)
+
+A run launched with ``toolTimeoutMs`` / ``maxOutputBytes`` (``launchRun`` options) sets the
+default timeout and output cap of every call with that context, and caps explicit values:
+the operator's limit wins over the workflow's.
 """
 
 from __future__ import annotations
@@ -114,10 +118,18 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
 
 
+def effective_limit(explicit: int | None, run_limit: Any, default: int) -> int:
+    """A tool limit: the call's value capped by the run's, else the run's, else the default."""
+    cap = run_limit if isinstance(run_limit, int) and not isinstance(run_limit, bool) else None
+    if explicit is None:
+        return cap if cap is not None else default
+    return explicit if cap is None else min(explicit, cap)
+
+
 def bash(
     cmd: str,
-    timeout_ms: int = DEFAULT_TIMEOUT_MS,
-    max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
+    timeout_ms: int | None = None,
+    max_output_bytes: int | None = None,
     *,
     ctx: Any = None,
     cwd: str | None = None,
@@ -127,10 +139,18 @@ def bash(
     """Run ``cmd`` with ``bash -c`` (blocking; use :func:`bash_async` from async tasks).
 
     ``cwd`` defaults to ``ctx.root_dir``, else the working directory; ``allow_network``
-    defaults to ``ctx.allow_network``, else False.
+    defaults to ``ctx.allow_network``, else False. ``timeout_ms`` (default 60 s) and
+    ``max_output_bytes`` (default 1 MiB, per stream) are capped by the run's
+    ``ctx.tool_timeout_ms`` / ``ctx.max_output_bytes``, which are also the defaults when set.
     """
     if not isinstance(cmd, str) or not cmd.strip():
         raise SmithersError("INVALID_INPUT", "bash needs a non-empty command")
+    timeout_ms = effective_limit(
+        timeout_ms, getattr(ctx, "tool_timeout_ms", None), DEFAULT_TIMEOUT_MS
+    )
+    max_output_bytes = effective_limit(
+        max_output_bytes, getattr(ctx, "max_output_bytes", None), DEFAULT_MAX_OUTPUT_BYTES
+    )
     if timeout_ms <= 0 or max_output_bytes < 0:
         raise SmithersError("INVALID_INPUT", "timeout_ms must be > 0, max_output_bytes >= 0")
     network = allow_network
@@ -186,8 +206,8 @@ def bash(
 
 async def bash_async(
     cmd: str,
-    timeout_ms: int = DEFAULT_TIMEOUT_MS,
-    max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
+    timeout_ms: int | None = None,
+    max_output_bytes: int | None = None,
     **kwargs: Any,
 ) -> BashResult:
     """:func:`bash` on a worker thread, for async tasks."""

@@ -94,7 +94,11 @@ def _as_model(value: Any, model: type[BaseModel] | None, node_id: str) -> Any:
 
 
 class TaskContext:
-    """What a task function receives as its first argument."""
+    """What a task function receives as its first argument.
+
+    ``allow_network``, ``tool_timeout_ms`` and ``max_output_bytes`` are the run's limits for
+    tools such as :func:`smithers_core.tools.bash` (None: the tool's own default).
+    """
 
     def __init__(
         self,
@@ -110,6 +114,8 @@ class TaskContext:
         on_heartbeat: Callable[[Any], None],
         on_log: Callable[[str, str], None],
         root_dir: str | None = None,
+        tool_timeout_ms: int | None = None,
+        max_output_bytes: int | None = None,
     ) -> None:
         self.input = input
         self.run_id = run_id
@@ -120,6 +126,8 @@ class TaskContext:
         self.last_heartbeat = last_heartbeat
         self.allow_network = allow_network
         self.root_dir = root_dir
+        self.tool_timeout_ms = tool_timeout_ms
+        self.max_output_bytes = max_output_bytes
         self._on_heartbeat = on_heartbeat
         self._on_log = on_log
         self._cancelled = threading.Event()
