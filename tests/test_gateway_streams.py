@@ -3,10 +3,12 @@ caps and stream heartbeats (reference 4.6, D10)."""
 
 from __future__ import annotations
 
+import json
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -410,3 +412,74 @@ async def test_streams_of_one_run_share_one_encoding(tmp_path: Path) -> None:
             pb = {k: v for k, v in fb["payload"].items() if k not in ("streamId", "stateVersion")}
             assert pa == pb
         assert ("r-share", 4) in gw.run_streams._fragments  # encoded once, reused
+
+
+async def test_live_streams_of_a_run_share_one_reader(tmp_path: Path) -> None:
+    async with running(make_gateway(tmp_path, tokens=TOKENS)) as gw:
+        store = gw.runtime.store
+        await create_run(store, "r-follow")
+        streams = gw.run_streams
+        async with ws_client(gw) as a, ws_client(gw) as b, ws_client(gw) as c:
+            for ws in (a, b, c):
+                await open_stream(gw, ws, "r-follow")
+
+            async def all_joined() -> bool:
+                follower = streams.followers.get("r-follow")
+                return follower is not None and len(follower.members) == 3
+
+            await wait_for(all_joined, 5, "three streams on the run's follower")
+            assert list(streams.followers) == ["r-follow"]  # one reader, not three
+            for _ in range(3):
+                await append_events(store, "r-follow", 40)
+            await append_events(store, "r-follow", 1, finish=True)
+            last = len(gw.runtime.db.list_events("r-follow", -1, 10_000))
+            for ws in (a, b, c):
+                got = await run_events_until(ws, last)
+                assert [f["payload"]["seq"] for f in got] == list(range(2, last + 1))
+
+            async def follower_gone() -> bool:
+                return "r-follow" not in streams.followers
+
+            await wait_for(follower_gone, 5, "the follower of a finished run to stop")
+            assert len(streams.streams) == 3  # the streams themselves stay open until closed
+
+
+class _Socket:
+    """Stands in for a connection: records the stream seq of each frame pushed to it."""
+
+    def __init__(self) -> None:
+        self.seqs: list[int] = []
+
+    def push_event(self, name: str, text: str, version: int, after: Any = None) -> None:
+        self.seqs.append(json.loads(text)["seq"])
+
+
+async def test_a_stream_joining_mid_page_gets_the_rest_of_that_page(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from smithers_core.eventhub import StoredEvent
+    from smithers_core.gateway import streams as streams_module
+    from smithers_core.gateway.streams import RunFollower, RunStream, RunStreams
+
+    gateway = SimpleNamespace(state_version=0, options=SimpleNamespace(run_stream_queue_limit=99))
+    streams = RunStreams(gateway)  # type: ignore[arg-type]
+    early = RunStream("early", "r", _Socket(), "u", cursor=-1)  # type: ignore[arg-type]
+    # "late" read events 0..4 on its own and joins while the follower pauses mid-page
+    late = RunStream("late", "r", _Socket(), "u", cursor=4)  # type: ignore[arg-type]
+    follower = RunFollower("r", -1, {"early": early})
+    pauses = 0
+
+    async def pause() -> None:
+        nonlocal pauses
+        pauses += 1
+        if pauses == 1:
+            assert follower.cursor < late.cursor  # so _join would admit it now
+            follower.members["late"] = late
+
+    monkeypatch.setattr(streams_module, "YIELD_EVERY", 1)
+    monkeypatch.setattr(streams_module, "pause", pause)
+    page = [StoredEvent("r", seq, "NodeOutput", 0, '{"type":"NodeOutput"}') for seq in range(10)]
+    await streams._fan_out(follower, page, "}", 99)
+    assert early.conn.seqs == list(range(1, 11))  # type: ignore[attr-defined]
+    assert late.conn.seqs == list(range(6, 11))  # type: ignore[attr-defined]
+    assert follower.cursor == 9 and pauses >= 1

@@ -17,7 +17,7 @@ import logging
 import os
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -457,6 +457,12 @@ class Gateway:
         self, conn: Connection, name: str, payload_json: str, after: Callable[[], None]
     ) -> None:
         conn.push_event(name, payload_json, self.state_version, after)
+
+    def spawn(self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
+        """Run ``fn(*args)`` in the gateway's task group (cancelled by ``close()``); the
+        function must handle its own errors. Ignored while the gateway is not running."""
+        if self._tg is not None:
+            self._tg.start_soon(fn, *args)
 
     def spawn_cleanup(self, fn: Callable[[], Any]) -> None:
         async def run() -> None:

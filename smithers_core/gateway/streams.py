@@ -21,6 +21,10 @@ reordered. Stream seq = db seq + 1, so a cursor stays valid across gateway resta
   stay open.
 - Each event is encoded once for every stream of its run while more than one stream is
   attached; per-stream frames differ only in ``streamId`` and ``stateVersion`` (D13).
+- One reader per run: a stream reads on its own only while it replays. Once it has caught up
+  with the run's newest event it joins the run's :class:`RunFollower`, a single task that
+  reads each new page once (one status read, one window read) and hands every event to all
+  of its streams, instead of every stream waking, reading and checking the run per event.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.lowlevel
 
 from smithers_core import jsonutil
 from smithers_core.engine.transitions import TERMINAL_RUN
@@ -46,6 +51,8 @@ if TYPE_CHECKING:
 
 PAGE = 500
 FRAGMENT_CACHE = 4096
+YIELD_EVERY = 512  # deliveries a follower makes before it lets other tasks run
+pause = anyio.lowlevel.checkpoint  # how a follower lets other tasks run mid-page
 
 
 @dataclass(eq=False)
@@ -59,6 +66,21 @@ class RunStream:
     open: bool = True
     drained: anyio.Event | None = None
     cancel: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    cursor: int = -1  # db seq of the last event this stream delivered (or skipped past)
+    follower: RunFollower | None = None
+
+
+@dataclass(eq=False)
+class RunFollower:
+    """The live reader of one run, shared by every stream of the run that has caught up.
+
+    A stream joins only when its cursor is at or past the follower's, so the follower never
+    owes a member an event it already passed; events a member already has are skipped.
+    """
+
+    run_id: str
+    cursor: int  # db seq of the last event read
+    members: dict[str, RunStream] = field(default_factory=dict)
 
 
 def user_key(ctx: CallContext) -> str:
@@ -74,6 +96,7 @@ class RunStreams:
         self.streams: dict[str, RunStream] = {}
         self.per_run: dict[str, int] = {}
         self._fragments: OrderedDict[tuple[str, int], str] = OrderedDict()
+        self.followers: dict[str, RunFollower] = {}
 
     def for_connection(self, conn: Connection) -> list[RunStream]:
         return [s for s in self.streams.values() if s.conn is conn]
@@ -156,6 +179,9 @@ class RunStreams:
                 else:
                     counts.pop(stream.run_id, None)
         stream.open = False
+        if stream.follower is not None:
+            stream.follower.members.pop(stream.stream_id, None)
+            stream.follower = None
         if stream.drained is not None:
             stream.drained.set()
         stream.cancel.cancel()
@@ -191,13 +217,13 @@ class RunStreams:
                 self._fragments.popitem(last=False)
         return frag
 
-    def _send_event(self, stream: RunStream, event: StoredEvent, epoch_tail: str) -> None:
+    def _send_event(self, stream: RunStream, fragment: str, epoch_tail: str) -> None:
         state_version = self.gw.state_version
         text = (
             '{"streamId":"'
             + stream.stream_id
             + '"'
-            + self._fragment(event)
+            + fragment
             + ',"stateVersion":'
             + str(state_version)
             + epoch_tail
@@ -344,13 +370,16 @@ class RunStreams:
                     if missing is not None:
                         self._gap_resync(stream, after + 1, missing + 1)
                         cursor = missing
+                stream.cursor = cursor
                 while stream.open:
                     waiter = hub.waiter(stream.run_id)
                     status = hub.status(stream.run_id)
-                    page = await hub.aread(stream.run_id, cursor, PAGE)
+                    page = await hub.aread(stream.run_id, stream.cursor, PAGE)
                     if not page:
                         if status is None or status in TERMINAL_RUN:
                             return  # every event delivered; the stream stays until close
+                        if self._join(stream):
+                            return  # caught up: the run's follower delivers from here
                         with anyio.move_on_after(fallback_s):
                             await waiter.wait()
                         continue
@@ -362,15 +391,100 @@ class RunStreams:
                             await self._wait_drained(stream)
                             if not stream.open:
                                 return
-                        if event.seq != cursor + 1:  # rows deleted under a running stream
-                            self._gap_resync(stream, cursor + 2, event.seq)
-                        self._send_event(stream, event, epoch_tail)
-                        cursor = event.seq
+                        self._deliver(stream, event, self._fragment(event), epoch_tail)
             except anyio.get_cancelled_exc_class():
                 raise
             except Exception as exc:
                 self._error(stream, "Internal", str(exc) or type(exc).__name__)
                 self.close(stream)
 
+    def _deliver(self, stream: RunStream, event: StoredEvent, fragment: str, tail: str) -> None:
+        if event.seq != stream.cursor + 1:  # rows deleted under a running stream
+            self._gap_resync(stream, stream.cursor + 2, event.seq)
+        self._send_event(stream, fragment, tail)
+        stream.cursor = event.seq
 
-__all__ = ["RunStream", "RunStreams"]
+    # -- the shared live reader ------------------------------------------------------------------
+    def _join(self, stream: RunStream) -> bool:
+        """Hand a caught-up stream to its run's follower (started on first use). False when
+        the follower is ahead of the stream, which then reads the difference itself."""
+        follower = self.followers.get(stream.run_id)
+        if follower is None:
+            follower = self.followers[stream.run_id] = RunFollower(stream.run_id, stream.cursor)
+            self.gw.spawn(self._follow, follower)
+        elif follower.cursor > stream.cursor:
+            return False
+        follower.members[stream.stream_id] = stream
+        stream.follower = follower
+        return True
+
+    async def _fan_out(
+        self, follower: RunFollower, page: list[StoredEvent], epoch_tail: str, limit: int
+    ) -> None:
+        """Deliver one page to every member, a member at a time (so each socket gets its
+        frames together and writes them in batches), yielding every ``YIELD_EVERY``
+        deliveries. Streams that join during a yield get the rest of the page too."""
+        last = page[-1].seq
+        fragments: dict[int, str] = {}
+        served: set[str] = set()
+        since_yield = 0
+        while True:
+            todo = [
+                m
+                for m in follower.members.values()
+                if m.cursor < last and m.stream_id not in served
+            ]
+            if not todo:
+                break
+            for stream in todo:
+                served.add(stream.stream_id)
+                for event in page:
+                    if not stream.open:
+                        break
+                    if event.seq <= stream.cursor:
+                        continue
+                    if stream.pending >= limit:  # a live event and a full queue
+                        self._backpressure(stream)
+                        break
+                    fragment = fragments.get(event.seq)
+                    if fragment is None:
+                        fragment = fragments[event.seq] = self._fragment(event)
+                    self._deliver(stream, event, fragment, epoch_tail)
+                    since_yield += 1
+                if since_yield >= YIELD_EVERY:
+                    since_yield = 0
+                    await pause()
+        follower.cursor = last
+
+    async def _follow(self, follower: RunFollower) -> None:
+        rt = self.gw.runtime
+        hub = rt.hub
+        limit = self.gw.options.run_stream_queue_limit
+        epoch_tail = ',"epoch":' + jsonutil.dumps(rt.db.epoch) + "}"
+        fallback_s = max(hub.poll_ms, 50) / 1000 * 4
+        members = follower.members
+        try:
+            while members:
+                waiter = hub.waiter(follower.run_id)
+                status = hub.status(follower.run_id)
+                page = await hub.aread(follower.run_id, follower.cursor, PAGE)
+                if not page:
+                    if status is None or status in TERMINAL_RUN:
+                        return  # every event delivered; the streams stay until closed
+                    with anyio.move_on_after(fallback_s):
+                        await waiter.wait()
+                    continue
+                await self._fan_out(follower, page, epoch_tail, limit)
+        except Exception as exc:
+            for stream in list(members.values()):
+                self._error(stream, "Internal", str(exc) or type(exc).__name__)
+                self.close(stream)
+        finally:
+            if self.followers.get(follower.run_id) is follower:
+                del self.followers[follower.run_id]
+            for stream in members.values():
+                stream.follower = None
+            members.clear()
+
+
+__all__ = ["RunFollower", "RunStream", "RunStreams"]
