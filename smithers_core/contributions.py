@@ -18,7 +18,9 @@ ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
 class HostInfo:
     """What a contribution hook learns about the host asking for contributions.
 
-    ``kind`` is ``"gateway"``, ``"server"``, ``"serve"`` or ``"cli"`` (listing only);
+    ``kind`` is ``"gateway"`` (the host that mounts transports, schedulers and UI mounts) or
+    ``"cli"`` (``smithers plugins list``, which only reads the routes); a plugin should return
+    nothing for kinds it does not know, so other hosts can call the hooks later;
     ``services`` holds the host's shared objects (for example ``run_service``, ``event_hub``),
     empty while merely listing plugins.
     """

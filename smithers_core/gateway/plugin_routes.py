@@ -17,6 +17,7 @@ among prefixes the longest wins. Two transports claiming one route is ``PLUGIN_C
 from __future__ import annotations
 
 import inspect
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -39,7 +40,7 @@ NOT_FOUND_BODY = b"Not Found\n"
 
 
 def share_request_state(
-    scope: dict[str, Any], identity: Identity | None, headers: dict[str, str]
+    scope: dict[str, Any], identity: Identity | None, headers: dict[str, str] | None
 ) -> None:
     """Hand the endpoint what core already worked out, in the request's ``state`` (servers
     give each request its own copy): ``identity``, and ``headers`` decoded once."""
@@ -47,7 +48,8 @@ def share_request_state(
     if state is None:
         state = scope["state"] = {}
     state["identity"] = identity
-    state["headers"] = headers
+    if headers is not None:
+        state["headers"] = headers
 
 
 class _Table:
@@ -194,14 +196,26 @@ class PluginRoutes:
             response = await response
         await response(scope, receive, send)
 
-    async def serve_ws(self, scope: Any, receive: Any, send: Any) -> None:
-        """Serve an upgrade on the route for its path; no route refuses it with a 404."""
+    def serve_ws(self, scope: Any, receive: Any, send: Any) -> Awaitable[None]:
+        """Serve an upgrade on the route for its path; no route refuses it with a 404.
+
+        A public ASGI endpoint (core's WebSocket RPC) is returned as is, so a long-lived
+        socket holds no extra coroutine frame for the routing.
+        """
         route = self.match_ws(str(scope.get("path") or "/"))
         if route is None:
-            message = await receive()
-            if message["type"] == "websocket.connect":
-                await deny(send, 404, NOT_FOUND_BODY, scope)
-            return
+            return self._refuse_ws(scope, receive, send)
+        if route.asgi and route.auth == "public":
+            result: Awaitable[None] = route.endpoint(scope, receive, send)
+            return result
+        return self._serve_ws_route(route, scope, receive, send)
+
+    async def _refuse_ws(self, scope: Any, receive: Any, send: Any) -> None:
+        message = await receive()
+        if message["type"] == "websocket.connect":
+            await deny(send, 404, NOT_FOUND_BODY, scope)
+
+    async def _serve_ws_route(self, route: RouteSpec, scope: Any, receive: Any, send: Any) -> None:
         identity = None
         if route.auth != "public":
             message = await receive()
@@ -220,7 +234,9 @@ class PluginRoutes:
                 return replayed.pop() if replayed else await original()
 
             receive = receive_again
-        share_request_state(scope, identity, scope_headers(scope))
+        if identity is not None or not route.asgi:
+            # a socket lives long: its scope keeps the identity, never decoded headers
+            share_request_state(scope, identity, None)
         if route.asgi:
             await route.endpoint(scope, receive, send)
             return

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -286,8 +287,9 @@ class WebSocketRpc:
     def __init__(self, gateway: Gateway) -> None:
         self.gw = gateway
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        await WebSocketSession(self.gw, scope, receive, send).run()
+    def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Coroutine[Any, Any, None]:
+        # the session's own coroutine, not a wrapper: one frame fewer per open socket
+        return WebSocketSession(self.gw, scope, receive, send).run()
 
 
 def _is_number(value: Any) -> bool:
