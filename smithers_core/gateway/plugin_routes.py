@@ -76,12 +76,13 @@ class _Table:
         else:
             self.exact[key] = route
 
-    def match(self, key: Any, path: str, same: Any) -> RouteSpec | None:
+    def match(self, key: Any, path: str, method: str | None = None) -> RouteSpec | None:
+        """The exact route for ``key``, else the longest prefix of ``path`` (for ``method``)."""
         route = self.exact.get(key)
         if route is not None:
             return route
         for prefix_key, candidate in self.prefixes:
-            if same(prefix_key) and path.startswith(candidate.path):
+            if path.startswith(candidate.path) and (method is None or prefix_key[0] == method):
                 return candidate
         return None
 
@@ -143,13 +144,13 @@ class PluginRoutes:
         await app(sub, receive, send)
 
     def match_http(self, method: str, path: str) -> RouteSpec | None:
-        route = self.http.match((method, path), path, lambda key: key[0] == method)
+        route = self.http.match((method, path), path, method)
         if route is None and method == "HEAD":
-            route = self.http.match(("GET", path), path, lambda key: key[0] == "GET")
+            route = self.http.match(("GET", path), path, "GET")
         return route
 
     def match_ws(self, path: str) -> RouteSpec | None:
-        return self.ws.match(path, path, lambda key: True)
+        return self.ws.match(path, path)
 
     async def _identity(
         self, scope: dict[str, Any], route: RouteSpec, headers: dict[str, str] | None = None
