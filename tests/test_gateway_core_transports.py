@@ -179,3 +179,27 @@ async def test_exact_plugin_route_wins_over_core_prefix(tmp_path: Path) -> None:
         assert (await c.post("/v1/rpc/special", json={})).json() == {"special": True}
         r = await rpc(c, "nope")
         assert r.json()["error"]["code"] == "METHOD_NOT_FOUND"
+
+
+async def test_a_route_path_must_start_with_a_slash(tmp_path: Path) -> None:
+    class Bad:
+        name = "bad"
+        routes = [RouteSpec("rpc", rpc_replacement, methods=("POST",), prefix=True)]
+
+        async def startup(self) -> None:
+            return None
+
+        async def shutdown(self) -> None:
+            return None
+
+    class Plugin:
+        @hookimpl
+        def smithers_transports(self, host: HostInfo) -> list[Any]:
+            return [Bad()]
+
+    host = plugin_host()
+    host.register(Plugin(), "bad")
+    gw = make_gateway(tmp_path, tokens=TOKENS, plugins=host)
+    with pytest.raises(SmithersError) as info:
+        await gw.listen(port=0)
+    assert info.value.code == "PLUGIN_INVALID" and "'bad'" in info.value.message

@@ -7,10 +7,12 @@ Every gateway response carries ``X-Smithers-API-Version: v1``; JSON responses al
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from smithers_core.auth import Peer
 from smithers_core.gateway.frames import encode
+from smithers_core.gateway.limits import MAX_ID
 
 JSON_HEADERS = [
     (b"content-type", b"application/json"),
@@ -31,6 +33,11 @@ def scope_headers(scope: dict[str, Any]) -> dict[str, str]:
         else:
             out[key] = value
     return out
+
+
+def request_id_of(headers: dict[str, str]) -> str:
+    """``X-Request-Id`` (clipped to the frame id limit) or a fresh UUID: an HTTP answer's id."""
+    return (headers.get("x-request-id") or str(uuid.uuid4()))[:MAX_ID]
 
 
 def scope_peer(scope: dict[str, Any]) -> Peer:
@@ -85,4 +92,12 @@ async def deny(send: Any, status: int, body: bytes, scope: dict[str, Any] | None
     await send({"type": "websocket.http.response.body", "body": body})
 
 
-__all__ = ["JSON_HEADERS", "deny", "respond", "respond_json", "scope_headers", "scope_peer"]
+__all__ = [
+    "JSON_HEADERS",
+    "deny",
+    "request_id_of",
+    "respond",
+    "respond_json",
+    "scope_headers",
+    "scope_peer",
+]

@@ -6,13 +6,18 @@ is read; the dispatcher checks each method's scope.
 
 from __future__ import annotations
 
-import uuid
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from smithers_core.auth import Identity
 from smithers_core.errors import SmithersError
-from smithers_core.gateway.asgi import JSON_HEADERS, respond, respond_json, scope_headers
+from smithers_core.gateway.asgi import (
+    JSON_HEADERS,
+    request_id_of,
+    respond,
+    respond_json,
+    scope_headers,
+)
 from smithers_core.gateway.frames import encode, error_frame, ok_frame, status_for_code
 from smithers_core.gateway.limits import (
     MAX_ID,
@@ -55,11 +60,6 @@ async def read_body(receive: Any, headers: dict[str, str], limit: int) -> bytes:
         chunks.append(chunk)
         if not message.get("more_body"):
             return b"".join(chunks)
-
-
-def request_id_of(headers: dict[str, str]) -> str:
-    """``X-Request-Id`` (clipped to the frame id limit) or a fresh UUID."""
-    return (headers.get("x-request-id") or str(uuid.uuid4()))[:MAX_ID]
 
 
 class HttpRpc:
@@ -134,4 +134,4 @@ class HttpRpc:
         await respond(send, 200, text.encode("utf-8"), JSON_HEADERS)
 
 
-__all__ = ["RPC_PATH", "RPC_PREFIX", "HttpRpc", "read_body", "request_id_of"]
+__all__ = ["RPC_PATH", "RPC_PREFIX", "HttpRpc", "read_body"]

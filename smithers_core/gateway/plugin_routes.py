@@ -29,9 +29,14 @@ from smithers_core.auth import Identity
 from smithers_core.auth.tokens import parse_cookies
 from smithers_core.contributions import RouteSpec, Transport, UiMount
 from smithers_core.errors import SmithersError
-from smithers_core.gateway.asgi import deny, respond_json, scope_headers, scope_peer
+from smithers_core.gateway.asgi import (
+    deny,
+    request_id_of,
+    respond_json,
+    scope_headers,
+    scope_peer,
+)
 from smithers_core.gateway.frames import error_frame, status_for_code
-from smithers_core.gateway.http_rpc import request_id_of
 
 if TYPE_CHECKING:
     from smithers_core.gateway.gateway import Gateway
@@ -61,6 +66,11 @@ class _Table:
         self.owners: dict[Any, str] = {}
 
     def add(self, key: Any, route: RouteSpec, owner: str, label: str) -> None:
+        if not route.path.startswith("/"):
+            raise SmithersError(
+                "PLUGIN_INVALID",
+                f"Route path {route.path!r} of transport '{owner}' must start with '/'",
+            )
         table_key = (key, route.prefix)
         if table_key in self.owners:
             raise SmithersError(
