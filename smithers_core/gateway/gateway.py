@@ -458,11 +458,13 @@ class Gateway:
     ) -> None:
         conn.push_event(name, payload_json, self.state_version, after)
 
-    def spawn(self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
+    def spawn(self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> bool:
         """Run ``fn(*args)`` in the gateway's task group (cancelled by ``close()``); the
-        function must handle its own errors. Ignored while the gateway is not running."""
-        if self._tg is not None:
-            self._tg.start_soon(fn, *args)
+        function must handle its own errors. False (nothing started) while not running."""
+        if self._tg is None:
+            return False
+        self._tg.start_soon(fn, *args)
+        return True
 
     def spawn_cleanup(self, fn: Callable[[], Any]) -> None:
         async def run() -> None:

@@ -410,8 +410,10 @@ class RunStreams:
         the follower is ahead of the stream, which then reads the difference itself."""
         follower = self.followers.get(stream.run_id)
         if follower is None:
-            follower = self.followers[stream.run_id] = RunFollower(stream.run_id, stream.cursor)
-            self.gw.spawn(self._follow, follower)
+            follower = RunFollower(stream.run_id, stream.cursor)
+            if not self.gw.spawn(self._follow, follower):
+                return False  # the gateway is closing: the stream keeps reading on its own
+            self.followers[stream.run_id] = follower
         elif follower.cursor > stream.cursor:
             return False
         follower.members[stream.stream_id] = stream
