@@ -72,6 +72,20 @@ class Transport(Protocol):
     async def shutdown(self) -> None: ...
 
 
+@dataclass(slots=True)
+class RouteTransport:
+    """A :class:`Transport` that is only routes, with nothing to start or stop."""
+
+    name: str
+    routes: list[RouteSpec]
+
+    async def startup(self) -> None:
+        return None
+
+    async def shutdown(self) -> None:
+        return None
+
+
 @runtime_checkable
 class Scheduler(Protocol):
     """A background scheduler started by ``listen()`` and stopped by ``close()``.
@@ -115,6 +129,7 @@ __all__ = [
     "EventObserver",
     "HostInfo",
     "RouteSpec",
+    "RouteTransport",
     "Scheduler",
     "Transport",
     "UiMount",

@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse
 from websockets.exceptions import InvalidStatus
 
 from smithers_core.config import PluginsSection
-from smithers_core.contributions import HostInfo, RouteSpec
+from smithers_core.contributions import HostInfo, RouteSpec, RouteTransport
 from smithers_core.errors import SmithersError
 from smithers_core.hookspecs import hookimpl
 from smithers_core.plugins import load_plugins
@@ -92,25 +92,17 @@ async def rpc_replacement(request: Request) -> JSONResponse:
     )
 
 
-class ReplacementRpc:
+def replacement_rpc() -> RouteTransport:
     """A third-party HTTP RPC: the same path as core's, authenticated by core."""
-
-    name = "replacement"
-
-    def __init__(self) -> None:
-        self.routes = [RouteSpec("/rpc", rpc_replacement, methods=("POST",), scope=None)]
-
-    async def startup(self) -> None:
-        return None
-
-    async def shutdown(self) -> None:
-        return None
+    return RouteTransport(
+        "replacement", [RouteSpec("/rpc", rpc_replacement, methods=("POST",), scope=None)]
+    )
 
 
 class ReplacementPlugin:
     @hookimpl
     def smithers_transports(self, host: HostInfo) -> list[Any]:
-        return [ReplacementRpc()]
+        return [replacement_rpc()]
 
 
 async def test_a_plugin_replaces_the_disabled_http_rpc(tmp_path: Path) -> None:
@@ -148,29 +140,17 @@ async def test_two_transports_claiming_one_route_fail_startup(tmp_path: Path) ->
     assert gw.url is None  # nothing was bound
 
 
-class MethodOverride:
-    """An exact route wins over core's ``/v1/rpc/`` prefix route."""
-
-    name = "override"
-
-    def __init__(self) -> None:
-        async def special(request: Request) -> JSONResponse:
-            return JSONResponse({"special": True})
-
-        self.routes = [RouteSpec("/v1/rpc/special", special, methods=("POST",))]
-
-    async def startup(self) -> None:
-        return None
-
-    async def shutdown(self) -> None:
-        return None
+async def special(request: Request) -> JSONResponse:
+    return JSONResponse({"special": True})
 
 
 async def test_exact_plugin_route_wins_over_core_prefix(tmp_path: Path) -> None:
     class Plugin:
         @hookimpl
         def smithers_transports(self, host: HostInfo) -> list[Any]:
-            return [MethodOverride()]
+            # an exact route wins over core's /v1/rpc/ prefix route
+            route = RouteSpec("/v1/rpc/special", special, methods=("POST",))
+            return [RouteTransport("override", [route])]
 
     host = plugin_host()
     host.register(Plugin(), "override")
@@ -182,20 +162,11 @@ async def test_exact_plugin_route_wins_over_core_prefix(tmp_path: Path) -> None:
 
 
 async def test_a_route_path_must_start_with_a_slash(tmp_path: Path) -> None:
-    class Bad:
-        name = "bad"
-        routes = [RouteSpec("rpc", rpc_replacement, methods=("POST",), prefix=True)]
-
-        async def startup(self) -> None:
-            return None
-
-        async def shutdown(self) -> None:
-            return None
-
     class Plugin:
         @hookimpl
         def smithers_transports(self, host: HostInfo) -> list[Any]:
-            return [Bad()]
+            route = RouteSpec("rpc", rpc_replacement, methods=("POST",), prefix=True)
+            return [RouteTransport("bad", [route])]
 
     host = plugin_host()
     host.register(Plugin(), "bad")
