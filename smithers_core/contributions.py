@@ -6,10 +6,13 @@ No hook ever returns a coroutine.
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
+
+from smithers_core.auth import AuthMode
 
 ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
 
@@ -123,9 +126,32 @@ class EventObserver(Protocol):
     def on_event(self, run_id: str, seq: int, event: Mapping[str, Any], encoded: bytes) -> None: ...
 
 
+class CliHost(Protocol):
+    """What a command contribution may ask of the loaded plugins (``smithers_cli_commands``)."""
+
+    def auth_modes(self) -> dict[str, AuthMode]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CliCommand:
+    """One ``smithers`` subcommand.
+
+    ``configure(parser)`` adds the command's arguments and subcommands to its parser and sets
+    ``handler`` defaults (``parser.set_defaults(handler=fn)``, ``fn(args) -> int`` the exit
+    code); a command without a handler prints its help and exits 2.
+    """
+
+    name: str
+    help: str
+    configure: Callable[[argparse.ArgumentParser], None]
+    description: str | None = None
+
+
 __all__ = [
     "DEFAULT_ROUTE_SCOPE",
     "ASGIApp",
+    "CliCommand",
+    "CliHost",
     "EventObserver",
     "HostInfo",
     "RouteSpec",

@@ -14,7 +14,15 @@ from typing import Any
 import pluggy
 
 from smithers_core.auth import AuthMode
-from smithers_core.contributions import EventObserver, HostInfo, Scheduler, Transport, UiMount
+from smithers_core.contributions import (
+    CliCommand,
+    CliHost,
+    EventObserver,
+    HostInfo,
+    Scheduler,
+    Transport,
+    UiMount,
+)
 
 PROJECT = "smithers"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -82,4 +90,15 @@ def smithers_event_observers() -> list[EventObserver]:
     :class:`~smithers_core.contributions.EventObserver`; each observer's ``on_event(run_id, seq,
     event, encoded)`` is then called in the committing process, after the commit, in seq order
     per run. Observers must not block; their exceptions are logged and counted.
+    """
+
+
+@hookspec
+def smithers_cli_commands(host: CliHost) -> list[CliCommand]:
+    """Contribute ``smithers`` subcommands (core's own commands arrive this way too).
+
+    Called once when the ``smithers`` command builds its parser, with the loaded plugins
+    (``host.auth_modes()`` lists the installed auth modes). Returns a list of
+    :class:`~smithers_core.contributions.CliCommand`; two plugins contributing one command name
+    is a startup error naming both.
     """

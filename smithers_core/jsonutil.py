@@ -19,6 +19,15 @@ def loads(text: str | bytes | None) -> Any:
     return None if text is None else json.loads(text)
 
 
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"Unexpected token {name} in JSON")
+
+
+def loads_strict(data: str | bytes) -> Any:
+    """``json.loads`` that rejects ``NaN`` and ``Infinity``, which are not JSON."""
+    return json.loads(data, parse_constant=_reject_constant)
+
+
 def _default(value: Any) -> Any:
     dump = getattr(value, "model_dump", None)
     if callable(dump):

@@ -23,7 +23,14 @@ from stevedore.named import NamedExtensionManager
 from smithers_core import hookspecs
 from smithers_core.auth import AuthMode
 from smithers_core.config import PluginsSection
-from smithers_core.contributions import EventObserver, HostInfo, Scheduler, Transport, UiMount
+from smithers_core.contributions import (
+    CliCommand,
+    EventObserver,
+    HostInfo,
+    Scheduler,
+    Transport,
+    UiMount,
+)
 from smithers_core.errors import SmithersError
 
 log = logging.getLogger("smithers.plugins")
@@ -181,6 +188,26 @@ class PluginHost:
 
     def event_observers(self) -> list[EventObserver]:
         return [o for batch in self.pm.hook.smithers_event_observers() for o in batch or []]
+
+    def cli_commands(self) -> list[CliCommand]:
+        """Every contributed ``smithers`` subcommand; one name from two plugins is an error."""
+        commands: list[CliCommand] = []
+        owners: dict[str, str] = {}
+        for impl in self.pm.hook.smithers_cli_commands.get_hookimpls():
+            for command in cast("list[CliCommand]", impl.function(host=self) or []):
+                if command.name in owners:
+                    raise SmithersError(
+                        "PLUGIN_CONFLICT",
+                        f"Command '{command.name}' is contributed by both "
+                        f"'{owners[command.name]}' and '{impl.plugin_name}'",
+                        {
+                            "command": command.name,
+                            "plugins": [owners[command.name], impl.plugin_name],
+                        },
+                    )
+                owners[command.name] = impl.plugin_name
+                commands.append(command)
+        return commands
 
     def list_public_routes(self) -> None:
         """Fill ``public_routes`` of each plugin that contributes transports (for listing)."""

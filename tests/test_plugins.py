@@ -234,6 +234,40 @@ def test_hook_smithers_ui_mounts() -> None:
     assert [m.title for m in host.ui_mounts()] == ["Console"]
 
 
+def test_hook_smithers_cli_commands() -> None:
+    import argparse
+
+    from smithers_core.contributions import CliCommand
+
+    def configure(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--name", default="world")
+        parser.set_defaults(handler=lambda args: len(args.name))
+
+    class Hello:
+        @hookimpl
+        def smithers_cli_commands(self, host: object) -> list[CliCommand]:
+            assert callable(getattr(host, "auth_modes", None))
+            return [CliCommand("hello", "say hello", configure)]
+
+    host = load_plugins(extra=[("hello", Hello())], environ={})
+    (command,) = [c for c in host.cli_commands() if c.name == "hello"]
+    parser = argparse.ArgumentParser()
+    command.configure(parser)
+    args = parser.parse_args(["--name", "abc"])
+    assert args.handler(args) == 3
+
+    class Twin:
+        @hookimpl
+        def smithers_cli_commands(self, host: object) -> list[CliCommand]:
+            return [CliCommand("hello", "again", configure)]
+
+    clash = load_plugins(extra=[("hello", Hello()), ("twin", Twin())], environ={})
+    with pytest.raises(SmithersError) as err:
+        clash.cli_commands()
+    assert err.value.code == "PLUGIN_CONFLICT"
+    assert "'hello'" in err.value.message and "'twin'" in err.value.message
+
+
 def test_hook_smithers_event_observers() -> None:
     seen: list[tuple[str, int]] = []
 

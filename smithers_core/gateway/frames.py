@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from smithers_core import jsonutil
 from smithers_core.errors import SmithersError
+from smithers_core.gateway.limits import MAX_ID
 
 API_VERSION = "v1"
 API_VERSION_HEADER = (b"x-smithers-api-version", b"v1")
@@ -86,6 +89,11 @@ def error_frame(frame_id: str, exc: SmithersError) -> dict[str, Any]:
     }
 
 
+def request_id_of(headers: Mapping[str, str]) -> str:
+    """``X-Request-Id`` (clipped to the frame id limit) or a fresh UUID: an HTTP answer's id."""
+    return (headers.get("x-request-id") or str(uuid.uuid4()))[:MAX_ID]
+
+
 def encode(frame: Any) -> str:
     return jsonutil.dumps(frame)
 
@@ -120,5 +128,6 @@ __all__ = [
     "event_text",
     "ok_frame",
     "ok_text",
+    "request_id_of",
     "status_for_code",
 ]

@@ -11,14 +11,13 @@ from urllib.parse import unquote
 
 from smithers_core.auth import Identity
 from smithers_core.errors import SmithersError
-from smithers_core.gateway.asgi import (
-    JSON_HEADERS,
+from smithers_core.gateway.frames import (
+    encode,
+    error_frame,
+    ok_frame,
     request_id_of,
-    respond,
-    respond_json,
-    scope_headers,
+    status_for_code,
 )
-from smithers_core.gateway.frames import encode, error_frame, ok_frame, status_for_code
 from smithers_core.gateway.limits import (
     MAX_ID,
     check_bounds,
@@ -27,6 +26,8 @@ from smithers_core.gateway.limits import (
     loads_strict,
 )
 from smithers_core.gateway.rpc import CallContext
+from smithers_core.http.asgi import respond, scope_headers
+from smithers_core.http.responses import GATEWAY, send_json
 
 if TYPE_CHECKING:
     from smithers_core.gateway.gateway import Gateway
@@ -117,7 +118,7 @@ class HttpRpc:
             text = encode(ok_frame(frame_id, payload))
         except SmithersError as exc:
             gw.metrics.errors.labels(exc.code).inc()
-            await respond_json(send, status_for_code(exc.code), error_frame(frame_id, exc))
+            await send_json(send, status_for_code(exc.code), error_frame(frame_id, exc), GATEWAY)
             return
         except Exception as exc:
             message = str(exc)
@@ -129,9 +130,9 @@ class HttpRpc:
                 code = "SERVER_ERROR"
             gw.metrics.errors.labels(code).inc()
             error = SmithersError(code, message)
-            await respond_json(send, status_for_code(code), error_frame(frame_id, error))
+            await send_json(send, status_for_code(code), error_frame(frame_id, error), GATEWAY)
             return
-        await respond(send, 200, text.encode("utf-8"), JSON_HEADERS)
+        await respond(send, 200, text.encode("utf-8"), GATEWAY)
 
 
 __all__ = ["RPC_PATH", "RPC_PREFIX", "HttpRpc", "read_body"]

@@ -29,14 +29,9 @@ from smithers_core.auth import Identity
 from smithers_core.auth.tokens import parse_cookies
 from smithers_core.contributions import RouteSpec, Transport, UiMount
 from smithers_core.errors import SmithersError
-from smithers_core.gateway.asgi import (
-    deny,
-    request_id_of,
-    respond_json,
-    scope_headers,
-    scope_peer,
-)
-from smithers_core.gateway.frames import error_frame, status_for_code
+from smithers_core.gateway.frames import error_frame, request_id_of, status_for_code
+from smithers_core.http.asgi import deny, scope_headers, scope_peer
+from smithers_core.http.responses import GATEWAY, send_json
 
 if TYPE_CHECKING:
     from smithers_core.gateway.gateway import Gateway
@@ -145,7 +140,7 @@ class PluginRoutes:
             try:
                 await self._identity(scope, route)
             except SmithersError as exc:
-                await respond_json(send, status_for_code(exc.code), error_frame("ui", exc))
+                await send_json(send, status_for_code(exc.code), error_frame("ui", exc), GATEWAY)
                 return
         sub = dict(scope)
         if prefix != "/":
@@ -196,7 +191,9 @@ class PluginRoutes:
                 identity = await self._identity(scope, route, headers)
             except SmithersError as exc:
                 request_id = request_id_of(headers)
-                await respond_json(send, status_for_code(exc.code), error_frame(request_id, exc))
+                await send_json(
+                    send, status_for_code(exc.code), error_frame(request_id, exc), GATEWAY
+                )
                 return
         share_request_state(scope, identity, headers)
         if route.asgi:

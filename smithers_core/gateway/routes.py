@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from smithers_core.gateway.asgi import respond, respond_json
 from smithers_core.gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from smithers_core.http.asgi import respond
+from smithers_core.http.responses import GATEWAY, send_json
 
 if TYPE_CHECKING:
     from smithers_core.gateway.gateway import Gateway
@@ -26,7 +27,7 @@ class HttpRoutes:
         raw_query = scope.get("query_string", b"")
         if method == "GET" and not raw_query:
             if path == "/health":
-                await respond_json(send, 200, self.gw.health_payload(include_uptime=False))
+                await send_json(send, 200, self.gw.health_payload(include_uptime=False), GATEWAY)
                 return
             if path == "/metrics":
                 await respond(
@@ -41,9 +42,8 @@ class HttpRoutes:
                 )
                 return
             if path == "/workflows":
-                await respond_json(
-                    send, 200, {"workflows": self.gw.workflow_summaries(include_system=False)}
-                )
+                summaries = self.gw.workflow_summaries(include_system=False)
+                await send_json(send, 200, {"workflows": summaries}, GATEWAY)
                 return
         if method == "GET" and path == "/":
             await respond(
@@ -66,9 +66,8 @@ class HttpRoutes:
         if mount is not None and plugins is not None:
             await plugins.serve_mount(mount, scope, receive, send)
             return
-        await respond_json(
-            send, 404, {"error": {"code": "NOT_FOUND", "message": "Route not found"}}
-        )
+        not_found = {"error": {"code": "NOT_FOUND", "message": "Route not found"}}
+        await send_json(send, 404, not_found, GATEWAY)
 
 
 _INDEX = """<!doctype html>

@@ -14,11 +14,11 @@ import anyio
 from smithers_core.auth.gates import check_gates
 from smithers_core.auth.tokens import parse_cookies
 from smithers_core.errors import SmithersError
-from smithers_core.gateway.asgi import deny, scope_headers, scope_peer
 from smithers_core.gateway.connection import Connection
 from smithers_core.gateway.frames import encode, error_frame, ok_frame, ok_text
 from smithers_core.gateway.limits import parse_request_frame
 from smithers_core.gateway.rpc import INLINE_METHODS, CallContext
+from smithers_core.http.asgi import deny, scope_headers, scope_peer
 
 if TYPE_CHECKING:
     from smithers_core.gateway.gateway import Gateway

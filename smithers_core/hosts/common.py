@@ -9,18 +9,22 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl
 
-from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from smithers_core.auth import Identity
 from smithers_core.errors import SmithersError
 from smithers_core.hosts.errors import Table, to_http
 from smithers_core.hosts.sse import StreamRegistry
+from smithers_core.http.asgi import lifespan, raw_path
 from smithers_core.http.auth import UNAUTHORIZED_MESSAGE, resolve_token
 from smithers_core.http.errors import HttpError
-from smithers_core.http.responses import error_response, http_error_response, json_response
+from smithers_core.http.responses import (
+    Response,
+    error_response,
+    http_error_response,
+    json_response,
+)
 from smithers_core.metrics import HostMetrics
 
 if TYPE_CHECKING:
@@ -57,45 +61,12 @@ def strict_unquote(segment: str) -> str:
         raise HttpError(500, "SERVER_ERROR", "URI malformed") from exc
 
 
-def raw_path(scope: Scope) -> str:
-    raw = scope.get("raw_path")
-    if raw:
-        text = bytes(raw).decode("latin-1")
-        return text.split("?", 1)[0]
-    return str(scope.get("path", "/"))
-
-
-def query(scope: Scope) -> dict[str, str]:
-    """First value of each query parameter (blank values kept)."""
-    out: dict[str, str] = {}
-    for key, value in parse_qsl(
-        bytes(scope.get("query_string", b"")).decode("latin-1"), keep_blank_values=True
-    ):
-        out.setdefault(key, value)
-    return out
-
-
 def js_truthy(value: Any) -> bool:
     if value is None or value is False or value == "":
         return False
     if isinstance(value, int | float) and not isinstance(value, bool):
         return value != 0 and not (isinstance(value, float) and math.isnan(value))
     return True
-
-
-async def lifespan(scope: Scope, receive: Receive, send: Send) -> None:
-    """Accept ASGI lifespan messages (the hosts need no startup work of their own)."""
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
-
-
-async def send_response(response: Response, scope: Scope, receive: Receive, send: Send) -> None:
-    await response(scope, receive, send)
 
 
 Route = tuple[str, re.Pattern[str], str, Callable[..., Awaitable[Response]]]
@@ -161,7 +132,7 @@ class RoutedApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await lifespan(scope, receive, send)
+            await lifespan(receive, send)
             return
         if scope["type"] != "http":
             return

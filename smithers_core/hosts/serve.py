@@ -17,12 +17,11 @@ from typing import Any
 
 import anyio
 import anyio.abc
-from starlette.responses import Response
 from starlette.types import Receive, Scope
 
 from smithers_core.engine.transitions import TERMINAL_RUN
 from smithers_core.errors import SmithersError
-from smithers_core.hosts.common import OPERATOR, RoutedApp, log, query, strict_unquote
+from smithers_core.hosts.common import OPERATOR, RoutedApp, log, strict_unquote
 from smithers_core.hosts.errors import SERVE_TABLE
 from smithers_core.hosts.server import (
     decision_fields,
@@ -30,12 +29,13 @@ from smithers_core.hosts.server import (
     timeout_ms,
 )
 from smithers_core.hosts.sse import parse_cursor
+from smithers_core.http.asgi import query, scope_headers
 from smithers_core.http.auth import resolve_token, serve_authorized
 from smithers_core.http.binding import BoundServer, serve_app
 from smithers_core.http.body import read_body, read_json
 from smithers_core.http.errors import HttpError
 from smithers_core.http.params import int_prefix
-from smithers_core.http.responses import json_response
+from smithers_core.http.responses import Reply, Response, json_response
 from smithers_core.metrics import CONTENT_TYPE
 from smithers_core.runtime import Runtime
 from smithers_core.workflow.definition import Workflow
@@ -89,7 +89,7 @@ class ServeApp(RoutedApp):
     async def _lenient_body(self, scope: Scope, receive: Receive) -> dict[str, Any]:
         """Upstream serve treats an invalid or missing body as ``{}`` (size is still capped)."""
         try:
-            value = await read_json(scope, receive, self.max_body_bytes)
+            value = await read_json(receive, scope_headers(scope), self.max_body_bytes)
         except HttpError as exc:
             if exc.status == 413:
                 raise
@@ -176,7 +176,7 @@ class ServeApp(RoutedApp):
         return json_response(200, {"runId": self.run_id}, strict=False)
 
     async def h_cancel(self, scope: Scope, receive: Receive) -> Response:
-        await read_body(scope, receive, self.max_body_bytes)
+        await read_body(receive, scope_headers(scope), self.max_body_bytes)
         row = self.rt.db.run_row(self.run_id)
         if row is None:
             raise HttpError(404, "RUN_NOT_FOUND", "Run not found")
@@ -197,9 +197,7 @@ class ServeApp(RoutedApp):
         return json_response(200, result, strict=False)
 
     async def h_metrics(self, scope: Scope, receive: Receive) -> Response:
-        return Response(
-            self.metrics.render(), status_code=200, headers={"content-type": CONTENT_TYPE}
-        )
+        return Reply(200, self.metrics.render(), [(b"content-type", CONTENT_TYPE.encode())])
 
 
 def create_serve_app(

@@ -24,7 +24,6 @@ import anyio
 import anyio.from_thread
 import anyio.lowlevel
 import anyio.to_thread
-from starlette.responses import Response
 from starlette.types import Receive, Scope
 
 from smithers_core.engine.options import EngineOptions
@@ -34,17 +33,17 @@ from smithers_core.hosts.common import (
     RoutedApp,
     env_int,
     js_truthy,
-    query,
     strict_unquote,
 )
 from smithers_core.hosts.errors import SERVER_TABLE
 from smithers_core.hosts.sse import parse_cursor
+from smithers_core.http.asgi import query, scope_headers
 from smithers_core.http.auth import resolve_token, server_authorized
 from smithers_core.http.binding import BoundServer, is_loopback_host, serve_app
 from smithers_core.http.body import read_json
 from smithers_core.http.errors import HttpError
 from smithers_core.http.params import js_number, optional_int, positive_int
-from smithers_core.http.responses import json_response
+from smithers_core.http.responses import Reply, Response, json_response
 from smithers_core.metrics import CONTENT_TYPE
 from smithers_core.plugins import PluginHost
 from smithers_core.runtime import Runtime
@@ -145,7 +144,7 @@ class ServerApp(RoutedApp):
 
     # -- helpers ----------------------------------------------------------------------------
     async def _body(self, scope: Scope, receive: Receive) -> dict[str, Any]:
-        value = await read_json(scope, receive, self.max_body_bytes)
+        value = await read_json(receive, scope_headers(scope), self.max_body_bytes)
         return value if isinstance(value, dict) else {}
 
     def _require_run(self, run_id: str) -> dict[str, Any]:
@@ -205,14 +204,14 @@ class ServerApp(RoutedApp):
 
     # -- routes -----------------------------------------------------------------------------
     async def h_metrics(self, scope: Scope, receive: Receive) -> Response:
-        return Response(
+        return Reply(
+            200,
             self.metrics.render(),
-            status_code=200,
-            headers={
-                "content-type": CONTENT_TYPE,
-                "cache-control": "no-store",
-                "x-content-type-options": "nosniff",
-            },
+            [
+                (b"content-type", CONTENT_TYPE.encode()),
+                (b"cache-control", b"no-store"),
+                (b"x-content-type-options", b"nosniff"),
+            ],
         )
 
     async def h_start(self, scope: Scope, receive: Receive) -> Response:

@@ -17,12 +17,13 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 import anyio
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from smithers_core.engine.transitions import TERMINAL_RUN
 from smithers_core.eventhub import EventHub, StoredEvent
 from smithers_core.http.errors import HttpError
+from smithers_core.http.responses import Reply, Response
 
 PAGE = 200
 SSE_HEADERS = {
@@ -104,7 +105,7 @@ def event_stream(
     """204 for a terminal run with nothing after ``cursor``, else the streaming response."""
     status = hub.status(run_id)
     if status in TERMINAL_RUN and not hub.read(run_id, cursor, 1):
-        return Response(status_code=204, headers={"cache-control": "no-cache"})
+        return Reply(204, b"", [(b"cache-control", b"no-cache")])
     return _EventStream(
         _frames(hub, run_id, cursor, keepalive_ms, stop),
         status_code=200,

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hmac
 import os
 
-from starlette.types import Scope
+from smithers_core.http.asgi import Scope, scope_headers
 
 UNAUTHORIZED_MESSAGE = "Missing or invalid authorization token"
 
@@ -17,14 +17,6 @@ def resolve_token(auth_token: str | None) -> str | None:
     """The option, else ``SMITHERS_API_KEY``; an empty string (either way) disables auth."""
     token = auth_token if auth_token is not None else os.environ.get("SMITHERS_API_KEY")
     return token or None
-
-
-def header(scope: Scope, name: str) -> str | None:
-    key = name.encode("latin-1")
-    for k, v in scope.get("headers", ()):
-        if k.lower() == key:
-            return str(bytes(v).decode("latin-1"))
-    return None
 
 
 def _same(given: str, expected: str) -> bool:
@@ -37,9 +29,10 @@ def _strip_bearer(value: str) -> str:
 
 def server_authorized(scope: Scope, token: str) -> bool:
     """start_server: ``Authorization`` if present (optional Bearer), else ``x-smithers-key``."""
-    raw = header(scope, "authorization")
+    headers = scope_headers(scope)
+    raw = headers.get("authorization")
     if raw is None:
-        raw = header(scope, "x-smithers-key")
+        raw = headers.get("x-smithers-key")
     if raw is None:
         return False
     given = _strip_bearer(raw)
@@ -48,10 +41,11 @@ def server_authorized(scope: Scope, token: str) -> bool:
 
 def serve_authorized(scope: Scope, token: str) -> bool:
     """Serve app: ``x-smithers-key`` exactly, or ``Authorization`` with an optional Bearer."""
-    key = header(scope, "x-smithers-key")
+    headers = scope_headers(scope)
+    key = headers.get("x-smithers-key")
     if key is not None and _same(key, token):
         return True
-    raw = header(scope, "authorization")
+    raw = headers.get("authorization")
     if raw is None:
         return False
     given = _strip_bearer(raw)

@@ -1,17 +1,19 @@
-"""Reading request bodies: a byte limit (Content-Length and streamed), UTF-8 JSON, a depth cap.
+"""The one request-body reader: a byte limit (Content-Length and streamed), strict UTF-8 JSON
+and a depth cap (reference/server.md 1.7, gateway reference 3).
 
-Order and wording follow reference/server.md 1.7: 413 ``PAYLOAD_TOO_LARGE`` (details
-``{"maxBytes": N}``), 400 ``INVALID_JSON`` with the parser's message, 400 ``INVALID_REQUEST``
-for JSON nested deeper than 32 (details ``{"maxDepth": 32}``). An empty body is ``{}``.
+Failures are typed, so each surface answers them in its own words by exception type:
+:class:`BodyTooLarge` (413 ``PAYLOAD_TOO_LARGE``, details ``{"maxBytes": N}``),
+:class:`ClientDisconnected`, :class:`InvalidJson` (400 ``INVALID_JSON`` with the parser's
+message) and :class:`JsonTooDeep` (400 ``INVALID_REQUEST``, details ``{"maxDepth": 32}``).
+An empty body parses as ``{}``.
 """
 
 from __future__ import annotations
 
-import json
+from collections.abc import Mapping
 from typing import Any
 
-from starlette.types import Receive, Scope
-
+from smithers_core import jsonutil
 from smithers_core.http.errors import HttpError
 
 MAX_JSON_DEPTH = 32
@@ -20,66 +22,83 @@ DEPTH_MESSAGE = (
 )
 
 
-def too_large(max_bytes: int) -> HttpError:
-    return HttpError(
-        413,
-        "PAYLOAD_TOO_LARGE",
-        f"Request body exceeds {max_bytes} bytes",
-        {"maxBytes": max_bytes},
-        headers={"connection": "close"},
-    )
+class BodyTooLarge(HttpError):
+    """The body is over the surface's byte limit (the connection is closed after the reply)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(
+            413,
+            "PAYLOAD_TOO_LARGE",
+            f"Request body exceeds {max_bytes} bytes",
+            {"maxBytes": max_bytes},
+            headers={"connection": "close"},
+        )
+        self.max_bytes = max_bytes
 
 
-def _header(scope: Scope, name: bytes) -> bytes | None:
-    for key, value in scope.get("headers", ()):
-        if key.lower() == name:
-            return bytes(value)
-    return None
+class ClientDisconnected(HttpError):
+    """The client went away before the whole body arrived."""
+
+    def __init__(self) -> None:
+        super().__init__(400, "INVALID_REQUEST", "The client disconnected")
 
 
-async def read_body(scope: Scope, receive: Receive, max_bytes: int | None) -> bytes:
-    """The whole body; 413 as soon as Content-Length or the running total exceeds the cap."""
-    if max_bytes is not None:
-        raw = _header(scope, b"content-length")
-        if raw is not None:
-            try:
-                declared = int(raw.decode("latin-1").strip())
-            except ValueError:
-                declared = -1
-            if declared > max_bytes:
-                raise too_large(max_bytes)
+class InvalidJson(HttpError):
+    """The body is not UTF-8 JSON (``NaN`` and ``Infinity`` included)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(400, "INVALID_JSON", message or "Invalid JSON")
+
+
+class JsonTooDeep(HttpError):
+    """The JSON nests deeper than the limit."""
+
+    def __init__(self, max_depth: int) -> None:
+        super().__init__(400, "INVALID_REQUEST", DEPTH_MESSAGE, {"maxDepth": max_depth})
+
+
+def _declared_length(headers: Mapping[str, str]) -> int:
+    raw = headers.get("content-length")
+    if raw is None:
+        return -1
+    try:
+        return int(raw.strip())
+    except ValueError:  # h11 refuses such requests before they reach an app
+        return -1
+
+
+async def read_body(receive: Any, headers: Mapping[str, str], max_bytes: int | None) -> bytes:
+    """The whole body; :class:`BodyTooLarge` as soon as Content-Length or the running total
+    passes ``max_bytes`` (None: no limit). ``headers`` are lower-cased (see ``scope_headers``)."""
+    if max_bytes is not None and _declared_length(headers) > max_bytes:
+        raise BodyTooLarge(max_bytes)
     chunks: list[bytes] = []
     total = 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            raise HttpError(400, "INVALID_REQUEST", "The client disconnected")
+            raise ClientDisconnected
         chunk = message.get("body", b"")
         if chunk:
             total += len(chunk)
             if max_bytes is not None and total > max_bytes:
-                raise too_large(max_bytes)
+                raise BodyTooLarge(max_bytes)
             chunks.append(chunk)
         if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
+            return b"".join(chunks)
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"Unexpected token {name} in JSON")
-
-
-def parse_json(data: bytes, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
-    """Parse a body: empty is ``{}``; bad UTF-8 or JSON is ``INVALID_JSON``; depth is capped."""
+def parse_json(data: bytes, *, max_depth: int | None = MAX_JSON_DEPTH) -> Any:
+    """Parse a body: empty is ``{}``; bad UTF-8 or JSON is :class:`InvalidJson`; nesting
+    deeper than ``max_depth`` (None: unchecked) is :class:`JsonTooDeep`."""
     if not data.strip():
         return {}
     try:
-        text = data.decode("utf-8")
-        value = json.loads(text, parse_constant=_reject_constant)
+        value = jsonutil.loads_strict(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise HttpError(400, "INVALID_JSON", str(exc) or "Invalid JSON") from exc
-    if json_depth_exceeds(value, max_depth):
-        raise HttpError(400, "INVALID_REQUEST", DEPTH_MESSAGE, {"maxDepth": max_depth})
+        raise InvalidJson(str(exc)) from exc
+    if max_depth is not None and json_depth_exceeds(value, max_depth):
+        raise JsonTooDeep(max_depth)
     return value
 
 
@@ -98,6 +117,25 @@ def json_depth_exceeds(value: Any, max_depth: int) -> bool:
 
 
 async def read_json(
-    scope: Scope, receive: Receive, max_bytes: int | None, *, max_depth: int = MAX_JSON_DEPTH
+    receive: Any,
+    headers: Mapping[str, str],
+    max_bytes: int | None,
+    *,
+    max_depth: int | None = MAX_JSON_DEPTH,
 ) -> Any:
-    return parse_json(await read_body(scope, receive, max_bytes), max_depth=max_depth)
+    """:func:`read_body` then :func:`parse_json`."""
+    return parse_json(await read_body(receive, headers, max_bytes), max_depth=max_depth)
+
+
+__all__ = [
+    "DEPTH_MESSAGE",
+    "MAX_JSON_DEPTH",
+    "BodyTooLarge",
+    "ClientDisconnected",
+    "InvalidJson",
+    "JsonTooDeep",
+    "json_depth_exceeds",
+    "parse_json",
+    "read_body",
+    "read_json",
+]
