@@ -196,7 +196,7 @@ async def gateway(opts: dict[str, Any]) -> None:
 
     import smithers_auth_token
     from bench import workflows as wfs
-    from smithers_core.defaults import auth_none, gateway_rpc, gateway_ws
+    from smithers_core.defaults import auth_none, gateway_methods, gateway_rpc, gateway_ws
     from smithers_core.gateway import Gateway
     from smithers_core.plugins import PluginHost
 
@@ -205,6 +205,7 @@ async def gateway(opts: dict[str, Any]) -> None:
     host.register(auth_none, "core.auth_none")
     host.register(gateway_rpc, "core.gateway_rpc")
     host.register(gateway_ws, "core.gateway_ws")
+    host.register(gateway_methods, "core.rpc_methods")
     host.register(smithers_auth_token, "smithers_auth_token")
     caps = int(opts.get("stream_caps", 1024))
     gw = Gateway(

@@ -1,4 +1,5 @@
-"""The objects plugins hand to core through hooks (routes, schedulers, UI mounts, observers).
+"""The objects plugins and hosts exchange through hooks: the host a hook is asked by, and the
+routes, RPC methods, schedulers, UI mounts, observers and commands plugins hand back.
 
 pluggy is synchronous: hooks return these plain objects and core awaits their async methods.
 No hook ever returns a coroutine.
@@ -7,30 +8,19 @@ No hook ever returns a coroutine.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from smithers_core.auth import AuthMode
+from pydantic import BaseModel
+
+from smithers_core.auth import AuthMode, AuthRequest, Identity
+from smithers_core.registrations import Registration
+from smithers_core.service import RunService
+from smithers_core.store import SmithersDb, SqliteStore
 
 ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
-
-
-@dataclass(frozen=True, slots=True)
-class HostInfo:
-    """What a contribution hook learns about the host asking for contributions.
-
-    ``kind`` is ``"gateway"`` (the host that mounts transports, schedulers and UI mounts) or
-    ``"cli"`` (``smithers plugins list``, which only reads the routes); a plugin should return
-    nothing for kinds it does not know, so other hosts can call the hooks later;
-    ``services`` holds the host's shared objects (for example ``run_service``, ``event_hub``),
-    empty while merely listing plugins.
-    """
-
-    kind: str
-    config: Mapping[str, Any] = field(default_factory=dict)
-    services: Mapping[str, Any] = field(default_factory=dict)
 
 
 DEFAULT_ROUTE_SCOPE = "run:read"
@@ -61,6 +51,98 @@ class RouteSpec:
     name: str | None = None
     asgi: bool = False
     prefix: bool = False
+
+
+@runtime_checkable
+class HostContext(Protocol):
+    """The host a contribution hook is called for: what plugins may know and do there.
+
+    ``kind`` is ``"gateway"``, or ``"cli"`` while ``smithers plugins list`` only reads the
+    routes (no registrations, nothing running); a plugin should return nothing for kinds it
+    does not know. ``options`` are the host's options (for the gateway every ``Gateway``
+    option in snake_case, ``ui`` and ``operator_ui`` included) and ``registrations`` every
+    registered workflow with its options, by key. ``run_service``, ``store`` and ``db`` exist
+    once the host is listening (before that they raise ``HOST_NOT_RUNNING``): schedulers use
+    them from ``start()`` on, RPC handlers and routes while serving.
+    """
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def options(self) -> Mapping[str, Any]: ...
+
+    @property
+    def registrations(self) -> Mapping[str, Registration]: ...
+
+    @property
+    def run_service(self) -> RunService: ...
+
+    @property
+    def store(self) -> SqliteStore: ...
+
+    @property
+    def db(self) -> SmithersDb: ...
+
+    def now_ms(self) -> int:
+        """The host's clock, in epoch milliseconds."""
+        ...
+
+    def broadcast(self, event: str, payload: Mapping[str, Any]) -> None:
+        """Send a gateway event (``cron.triggered`` ...) to every connected client."""
+        ...
+
+    def add_routes(self, owner: str, routes: Sequence[RouteSpec]) -> None:
+        """Mount more routes, wrapped like transport routes (D3: ``auth`` and ``scope``)."""
+        ...
+
+    async def authenticate(self, request: AuthRequest) -> Identity:
+        """Core's gates, then the configured auth mode; raises ``UNAUTHORIZED``."""
+        ...
+
+
+@dataclass(slots=True)
+class RpcCall:
+    """One RPC call as its handler sees it: who calls and over what.
+
+    ``connection`` is the gateway's WebSocket connection (core-internal; None over HTTP);
+    ``after_response`` callbacks run once the response frame is queued.
+    """
+
+    identity: Identity
+    transport: Literal["http", "ws"]
+    connection_id: str | None = None
+    connection: Any = None
+    after_response: list[Callable[[], None]] = field(default_factory=list)
+
+
+RpcHandler = Callable[[RpcCall, Any], Awaitable[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class RpcMethod:
+    """One gateway RPC method, served alike over ``POST /v1/rpc/<name>``, ``POST /rpc`` and
+    WebSocket, with the same limits, metrics and error frames whoever provides it.
+
+    ``handler(call, params)`` returns the payload or raises ``SmithersError``; ``params`` is
+    the validated ``params`` model instance when one is given (a failure answers
+    ``INVALID_REQUEST`` with the issues), else the params object (``{}`` when absent).
+    ``scope`` is the scope a caller needs; ``aliases`` are legacy names answered the same way.
+    ``inline(params)`` optionally answers without awaiting, as JSON text (WebSocket reads
+    answer it in the read loop). ``websocket_only`` refuses the method over HTTP.
+    """
+
+    name: str
+    handler: RpcHandler
+    scope: str = "run:read"
+    aliases: tuple[str, ...] = ()
+    params: type[BaseModel] | None = None
+    inline: Callable[[dict[str, Any]], str] | None = None
+    websocket_only: bool = False
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (self.name, *self.aliases)
 
 
 @runtime_checkable
@@ -100,7 +182,7 @@ class Scheduler(Protocol):
     name: str
     options: frozenset[str]
 
-    async def start(self, host: HostInfo) -> None: ...
+    async def start(self, host: HostContext) -> None: ...
 
     async def stop(self) -> None: ...
 
@@ -153,9 +235,12 @@ __all__ = [
     "CliCommand",
     "CliHost",
     "EventObserver",
-    "HostInfo",
+    "HostContext",
     "RouteSpec",
     "RouteTransport",
+    "RpcCall",
+    "RpcHandler",
+    "RpcMethod",
     "Scheduler",
     "Transport",
     "UiMount",

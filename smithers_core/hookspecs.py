@@ -18,7 +18,8 @@ from smithers_core.contributions import (
     CliCommand,
     CliHost,
     EventObserver,
-    HostInfo,
+    HostContext,
+    RpcMethod,
     Scheduler,
     Transport,
     UiMount,
@@ -42,23 +43,39 @@ def smithers_auth_modes() -> dict[str, AuthMode]:
 
 
 @hookspec
-def smithers_transports(host: HostInfo) -> list[Transport]:
+def smithers_transports(host: HostContext) -> list[Transport]:
     """Contribute routes, ASGI endpoints or protocol handlers to mount on a host app.
 
-    Called once per host app when it is built, with the host's :class:`HostInfo`. Returns a list
-    of :class:`~smithers_core.contributions.Transport`; core mounts their ``routes`` (wrapping
+    Called once per host app by ``listen()``, with the host's
+    :class:`~smithers_core.contributions.HostContext`. Returns a list of
+    :class:`~smithers_core.contributions.Transport`; core mounts their ``routes`` (wrapping
     every ``auth="required"`` route with gates, authentication and its scope check), awaits
     ``startup()`` when the host starts and ``shutdown()`` when it closes.
     """
 
 
 @hookspec
-def smithers_schedulers(host: HostInfo) -> list[Scheduler]:
+def smithers_schedulers(host: HostContext) -> list[Scheduler]:
     """Contribute background schedulers (cron, webhooks, timers ...).
 
-    Called once by ``listen()``. Returns a list of :class:`~smithers_core.contributions.Scheduler`;
-    core awaits ``start(host)`` after binding and ``stop()`` in ``close()``. A scheduler's
-    ``options`` declare which registration options (``schedule``, ``webhook``) it implements.
+    Called once by ``listen()``, with the host's
+    :class:`~smithers_core.contributions.HostContext`. Returns a list of
+    :class:`~smithers_core.contributions.Scheduler`; core awaits ``start(host)`` after binding
+    and ``stop()`` in ``close()``. A scheduler's ``options`` declare which registration options
+    (``schedule``, ``webhook``) it implements.
+    """
+
+
+@hookspec
+def smithers_rpc_methods(host: HostContext) -> list[RpcMethod]:
+    """Contribute gateway RPC methods under their own names (``cronList`` / ``cron.list`` ...).
+
+    Called once when a gateway is built, with its
+    :class:`~smithers_core.contributions.HostContext`. Returns a list of
+    :class:`~smithers_core.contributions.RpcMethod` (name, legacy aliases, scope, params model,
+    handler), served over ``POST /v1/rpc/<name>``, ``POST /rpc`` and WebSocket exactly like
+    core's own methods, which arrive through this hook too. One name (or alias) from two
+    plugins is a startup error naming both.
     """
 
 
@@ -74,11 +91,15 @@ def smithers_rpc_namespaces() -> dict[str, Mapping[str, Any]]:
 
 
 @hookspec
-def smithers_ui_mounts() -> list[UiMount]:
+def smithers_ui_mounts(host: HostContext) -> list[UiMount]:
     """Contribute UI mounts (an operator console, a workflow page ...).
 
-    Called once when a host app is built. Returns a list of
-    :class:`~smithers_core.contributions.UiMount` (path, title, ASGI app and/or assets folder).
+    Called once by ``listen()``, with the host's
+    :class:`~smithers_core.contributions.HostContext`: its ``options`` (``ui``,
+    ``operator_ui``) and every registration with its options, so a UI plugin can mount
+    ``/workflows/<key>`` for each workflow registered with ``ui`` and the console at
+    ``operator_ui["path"]``. Returns a list of :class:`~smithers_core.contributions.UiMount`
+    (path, title, ASGI app and/or assets folder).
     """
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 
@@ -23,9 +24,9 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"Unexpected token {name} in JSON")
 
 
-def loads_strict(data: str | bytes) -> Any:
+def loads_strict(data: str | bytes, *, parse_float: Callable[[str], Any] | None = None) -> Any:
     """``json.loads`` that rejects ``NaN`` and ``Infinity``, which are not JSON."""
-    return json.loads(data, parse_constant=_reject_constant)
+    return json.loads(data, parse_constant=_reject_constant, parse_float=parse_float)
 
 
 def _default(value: Any) -> Any:

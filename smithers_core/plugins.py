@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -26,7 +27,8 @@ from smithers_core.config import PluginsSection
 from smithers_core.contributions import (
     CliCommand,
     EventObserver,
-    HostInfo,
+    HostContext,
+    RpcMethod,
     Scheduler,
     Transport,
     UiMount,
@@ -66,6 +68,41 @@ class PluginInfo:
             "hooks": list(self.hooks),
             "publicRoutes": list(self.public_routes),
         }
+
+
+class ListingHost:
+    """The :class:`HostContext` of ``smithers plugins list``: nothing registered or running."""
+
+    kind = "cli"
+    options: Mapping[str, Any] = {}
+    registrations: Mapping[str, Any] = {}
+
+    def _not_running(self) -> SmithersError:
+        return SmithersError("HOST_NOT_RUNNING", "Plugins are only being listed")
+
+    @property
+    def run_service(self) -> Any:
+        raise self._not_running()
+
+    @property
+    def store(self) -> Any:
+        raise self._not_running()
+
+    @property
+    def db(self) -> Any:
+        raise self._not_running()
+
+    def now_ms(self) -> int:
+        return int(time.time() * 1000)
+
+    def broadcast(self, event: str, payload: Mapping[str, Any]) -> None:
+        raise self._not_running()
+
+    def add_routes(self, owner: str, routes: Any) -> None:
+        raise self._not_running()
+
+    async def authenticate(self, request: Any) -> Any:
+        raise self._not_running()
 
 
 def _split_env(value: str | None) -> list[str]:
@@ -166,11 +203,20 @@ class PluginHost:
                 owners[mode] = impl.plugin_name
         return modes
 
-    def transports(self, host: HostInfo) -> list[Transport]:
+    def transports(self, host: HostContext) -> list[Transport]:
         return [t for batch in self.pm.hook.smithers_transports(host=host) for t in batch or []]
 
-    def schedulers(self, host: HostInfo) -> list[Scheduler]:
+    def schedulers(self, host: HostContext) -> list[Scheduler]:
         return [s for batch in self.pm.hook.smithers_schedulers(host=host) for s in batch or []]
+
+    def rpc_methods(self, host: HostContext) -> list[tuple[str, RpcMethod]]:
+        """``(plugin name, method)`` for every contributed RPC method, in registration order
+        (the method table reports two providers of one name by these plugin names)."""
+        out: list[tuple[str, RpcMethod]] = []
+        for impl in self.pm.hook.smithers_rpc_methods.get_hookimpls():
+            for method in cast("list[RpcMethod]", impl.function(host=host) or []):
+                out.append((impl.plugin_name, method))
+        return out
 
     def rpc_namespaces(self) -> dict[str, Mapping[str, Any]]:
         merged: dict[str, Mapping[str, Any]] = {}
@@ -183,8 +229,8 @@ class PluginHost:
                 merged[namespace] = definition
         return merged
 
-    def ui_mounts(self) -> list[UiMount]:
-        return [m for batch in self.pm.hook.smithers_ui_mounts() for m in batch or []]
+    def ui_mounts(self, host: HostContext) -> list[UiMount]:
+        return [m for batch in self.pm.hook.smithers_ui_mounts(host=host) for m in batch or []]
 
     def event_observers(self) -> list[EventObserver]:
         return [o for batch in self.pm.hook.smithers_event_observers() for o in batch or []]
@@ -211,7 +257,7 @@ class PluginHost:
 
     def list_public_routes(self) -> None:
         """Fill ``public_routes`` of each plugin that contributes transports (for listing)."""
-        host = HostInfo(kind="cli")
+        host = ListingHost()
         for impl in self.pm.hook.smithers_transports.get_hookimpls():
             info = self.infos.get(impl.plugin_name)
             if info is None:

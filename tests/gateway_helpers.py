@@ -14,7 +14,7 @@ import anyio
 import httpx
 import websockets
 
-from smithers_core.defaults import auth_none, gateway_rpc, gateway_ws
+from smithers_core.defaults import auth_none, gateway_methods, gateway_rpc, gateway_ws
 from smithers_core.gateway import Gateway
 from smithers_core.plugins import PluginHost
 from tests.engine_helpers import engine_options
@@ -33,6 +33,7 @@ def plugin_host(*, token: bool = True) -> PluginHost:
     host.register(auth_none, "core.auth_none")
     host.register(gateway_rpc, "core.gateway_rpc")
     host.register(gateway_ws, "core.gateway_ws")
+    host.register(gateway_methods, "core.rpc_methods")
     if token:
         import smithers_auth_token
 

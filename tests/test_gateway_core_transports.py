@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse
 from websockets.exceptions import InvalidStatus
 
 from smithers_core.config import PluginsSection
-from smithers_core.contributions import HostInfo, RouteSpec, RouteTransport
+from smithers_core.contributions import HostContext, RouteSpec, RouteTransport
 from smithers_core.errors import SmithersError
 from smithers_core.hookspecs import hookimpl
 from smithers_core.plugins import load_plugins
@@ -101,7 +101,7 @@ def replacement_rpc() -> RouteTransport:
 
 class ReplacementPlugin:
     @hookimpl
-    def smithers_transports(self, host: HostInfo) -> list[Any]:
+    def smithers_transports(self, host: HostContext) -> list[Any]:
         return [replacement_rpc()]
 
 
@@ -147,7 +147,7 @@ async def special(request: Request) -> JSONResponse:
 async def test_exact_plugin_route_wins_over_core_prefix(tmp_path: Path) -> None:
     class Plugin:
         @hookimpl
-        def smithers_transports(self, host: HostInfo) -> list[Any]:
+        def smithers_transports(self, host: HostContext) -> list[Any]:
             # an exact route wins over core's /v1/rpc/ prefix route
             route = RouteSpec("/v1/rpc/special", special, methods=("POST",))
             return [RouteTransport("override", [route])]
@@ -164,7 +164,7 @@ async def test_exact_plugin_route_wins_over_core_prefix(tmp_path: Path) -> None:
 async def test_a_route_path_must_start_with_a_slash(tmp_path: Path) -> None:
     class Plugin:
         @hookimpl
-        def smithers_transports(self, host: HostInfo) -> list[Any]:
+        def smithers_transports(self, host: HostContext) -> list[Any]:
             route = RouteSpec("rpc", rpc_replacement, methods=("POST",), prefix=True)
             return [RouteTransport("bad", [route])]
 

@@ -78,7 +78,7 @@ async def test_extension_over_http_and_websocket(tmp_path: Path) -> None:
     ext = DeployExtension()
     tokens = {**TOKENS, "reader": {"role": "viewer", "scopes": ["run:read"], "userId": "u:r"}}
     gw = make_gateway(tmp_path, tokens=tokens).extend("deploy", ext.definition())
-    assert gw.extensions.list() == [
+    assert gw.context.extensions.list() == [
         {
             "namespace": "deploy",
             "title": "Deploys",

@@ -510,12 +510,22 @@ async def test_unix_socket(tmp_path: Path) -> None:
 
 
 async def test_unexpected_errors_are_server_error(tmp_path: Path) -> None:
-    gw = make_gateway(tmp_path, tokens=TOKENS)
+    from smithers_core.contributions import RpcMethod
+    from smithers_core.hookspecs import hookimpl
+    from tests.gateway_helpers import plugin_host
 
     async def broken(ctx: Any, params: Any) -> Any:
         raise RuntimeError("disk on fire")
 
-    gw.dispatcher.handlers["health"] = broken
+    class BrokenHealth:  # replaces core's methods (disabled) with a failing `health`
+        @hookimpl
+        def smithers_rpc_methods(self, host: Any) -> list[RpcMethod]:
+            return [RpcMethod("health", broken)]
+
+    host = plugin_host()
+    host.pm.unregister(name="core.rpc_methods")
+    host.register(BrokenHealth(), "broken_health")
+    gw = make_gateway(tmp_path, tokens=TOKENS, plugins=host)
     async with running(gw), http(gw, OP_TOKEN) as c:
         r = await rpc(c, "health")
         assert r.status_code == 500

@@ -85,7 +85,11 @@ async def test_200_concurrent_websocket_clients_call_get_run(tmp_path: Path) -> 
                 for i in range(clients):
                     tg.start_soon(client, i)
         assert results == [run_id] * clients
-        await wait_for(lambda: gw.authed_count == 0 and not gw.connections, 5, "sockets to close")
+        await wait_for(
+            lambda: gw.context.sockets.authed == 0 and not gw.context.sockets.connections,
+            5,
+            "sockets to close",
+        )
 
 
 async def test_close_suspends_running_runs_and_they_resume(tmp_path: Path) -> None:

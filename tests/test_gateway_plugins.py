@@ -13,7 +13,7 @@ from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket
 from websockets.exceptions import InvalidStatus
 
-from smithers_core.contributions import HostInfo, RouteSpec
+from smithers_core.contributions import HostContext, RouteSpec
 from smithers_core.hookspecs import hookimpl
 from tests.fixtures.gateway import workflows as wfs
 from tests.gateway_helpers import OP_TOKEN, TOKENS, http, make_gateway, plugin_host, running, ws_url
@@ -62,9 +62,9 @@ class FixtureScheduler:
     def __init__(self, log: list[str]) -> None:
         self.log = log
 
-    async def start(self, host: HostInfo) -> None:
+    async def start(self, host: HostContext) -> None:
         assert host.kind == "gateway"
-        assert "run_service" in host.services and "event_hub" in host.services
+        assert host.run_service is not None and host.store is not None and host.db is not None
         self.log.append("scheduler:start")
 
     async def stop(self) -> None:
@@ -76,11 +76,11 @@ class FixturePlugin:
         self.log: list[str] = []
 
     @hookimpl
-    def smithers_transports(self, host: HostInfo) -> list[Any]:
+    def smithers_transports(self, host: HostContext) -> list[Any]:
         return [FixtureTransport(self.log)]
 
     @hookimpl
-    def smithers_schedulers(self, host: HostInfo) -> list[Any]:
+    def smithers_schedulers(self, host: HostContext) -> list[Any]:
         return [FixtureScheduler(self.log)]
 
 
@@ -125,7 +125,7 @@ class UiPlugin:
         self.assets = assets
 
     @hookimpl
-    def smithers_ui_mounts(self) -> list[Any]:
+    def smithers_ui_mounts(self, host: HostContext) -> list[Any]:
         from smithers_core.contributions import UiMount
 
         async def console(scope: Any, receive: Any, send: Any) -> None:

@@ -461,8 +461,11 @@ async def test_a_stream_joining_mid_page_gets_the_rest_of_that_page(
     from smithers_core.gateway import streams as streams_module
     from smithers_core.gateway.streams import RunFollower, RunStream, RunStreams
 
-    gateway = SimpleNamespace(state_version=0, options=SimpleNamespace(run_stream_queue_limit=99))
-    streams = RunStreams(gateway)  # type: ignore[arg-type]
+    ctx = SimpleNamespace(
+        sockets=SimpleNamespace(state_version=0),
+        settings=SimpleNamespace(run_stream_queue_limit=99),
+    )
+    streams = RunStreams(ctx)  # type: ignore[arg-type]
     early = RunStream("early", "r", _Socket(), "u", cursor=-1)  # type: ignore[arg-type]
     # "late" read events 0..4 on its own and joins while the follower pauses mid-page
     late = RunStream("late", "r", _Socket(), "u", cursor=4)  # type: ignore[arg-type]

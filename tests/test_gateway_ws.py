@@ -205,7 +205,7 @@ async def test_connection_caps_answer_raw_503(tmp_path: Path) -> None:
         # Both authenticated slots are taken now.
         response = await _refused(gw)
         assert response.status_code == 503
-    assert gw.authed_count == 0 and gw.preauth_count == 0
+    assert gw.context.sockets.authed == 0 and gw.context.sockets.preauth == 0
 
 
 async def test_connection_limit_at_promotion(tmp_path: Path) -> None:
@@ -322,7 +322,7 @@ async def test_hello_snapshot_lists_active_runs_and_approvals(tmp_path: Path) ->
             assert snapshot["runs"][0]["workflowKey"] == "gated"
             assert snapshot["runs"][0]["status"] == "waiting-approval"
             assert [a["nodeId"] for a in snapshot["approvals"]] == ["gate"]
-            assert snapshot["stateVersion"] == gw.state_version
+            assert snapshot["stateVersion"] == gw.context.sockets.state_version
             res = await ws.request(
                 "submitApproval", {"runId": run_id, "nodeId": "gate", "approved": False}
             )

@@ -10,9 +10,9 @@ import pytest
 from smithers_core import hookimpl
 from smithers_core.auth import AuthRequest, Identity
 from smithers_core.config import PluginsSection
-from smithers_core.contributions import HostInfo, RouteSpec, UiMount
+from smithers_core.contributions import HostContext, RouteSpec, UiMount
 from smithers_core.errors import SmithersError
-from smithers_core.plugins import load_plugins
+from smithers_core.plugins import ListingHost, load_plugins
 
 pytestmark = pytest.mark.anyio
 
@@ -178,13 +178,13 @@ class _Transport:
 
 class _TransportPlugin:
     @hookimpl
-    def smithers_transports(self, host: HostInfo) -> list[object]:
+    def smithers_transports(self, host: HostContext) -> list[object]:
         return [_Transport()]
 
 
 def test_hook_smithers_transports() -> None:
     host = load_plugins(PluginsSection(), environ={}, extra=[("fx.transport", _TransportPlugin())])
-    transports = host.transports(HostInfo(kind="gateway"))
+    transports = host.transports(ListingHost())
     assert sorted(t.name for t in transports) == ["core.gateway_rpc", "core.gateway_ws", "fixture"]
     host.list_public_routes()
     assert host.infos["fx.transport"].public_routes == ["/fixture/public"]
@@ -198,7 +198,7 @@ def test_hook_smithers_schedulers() -> None:
         name = "fx"
         options = frozenset({"schedule"})
 
-        async def start(self, host: HostInfo) -> None:
+        async def start(self, host: HostContext) -> None:
             return None
 
         async def stop(self) -> None:
@@ -206,11 +206,11 @@ def test_hook_smithers_schedulers() -> None:
 
     class Plugin:
         @hookimpl
-        def smithers_schedulers(self, host: HostInfo) -> list[object]:
+        def smithers_schedulers(self, host: HostContext) -> list[object]:
             return [Sched()]
 
     host = load_plugins(PluginsSection(), environ={}, extra=[("fx.sched", Plugin())])
-    scheds = host.schedulers(HostInfo(kind="gateway"))
+    scheds = host.schedulers(ListingHost())
     assert [s.options for s in scheds] == [frozenset({"schedule"})]
 
 
@@ -224,14 +224,35 @@ def test_hook_smithers_rpc_namespaces() -> None:
     assert list(host.rpc_namespaces()) == ["fx"]
 
 
+def test_hook_smithers_rpc_methods() -> None:
+    from smithers_core.contributions import RpcMethod
+
+    async def ping(call: object, params: object) -> str:
+        return "pong"
+
+    class Plugin:
+        @hookimpl
+        def smithers_rpc_methods(self, host: HostContext) -> list[RpcMethod]:
+            return [RpcMethod("cronList", ping, "cron:read", aliases=("cron.list",))]
+
+    host = load_plugins(PluginsSection(), environ={}, extra=[("fx.cron", Plugin())])
+    contributed = host.rpc_methods(ListingHost())
+    assert [(owner, m.names) for owner, m in contributed if owner == "fx.cron"] == [
+        ("fx.cron", ("cronList", "cron.list"))
+    ]
+    # core's own methods come through the same hook, but only for a gateway's context
+    assert all(owner != "core.rpc_methods" for owner, _ in contributed)
+
+
 def test_hook_smithers_ui_mounts() -> None:
     class Plugin:
         @hookimpl
-        def smithers_ui_mounts(self) -> list[UiMount]:
-            return [UiMount(path="/ui", title="Console")]
+        def smithers_ui_mounts(self, host: HostContext) -> list[UiMount]:
+            pages = [UiMount(f"/workflows/{key}", key) for key in host.registrations]
+            return [UiMount(path="/ui", title=f"Console ({host.kind})"), *pages]
 
     host = load_plugins(PluginsSection(), environ={}, extra=[("fx.ui", Plugin())])
-    assert [m.title for m in host.ui_mounts()] == ["Console"]
+    assert [m.title for m in host.ui_mounts(ListingHost())] == ["Console (cli)"]
 
 
 def test_hook_smithers_cli_commands() -> None:

@@ -10,18 +10,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from smithers_core.contributions import HostInfo, RouteSpec, RouteTransport, Transport
+from smithers_core.contributions import HostContext, RouteSpec, RouteTransport, Transport
 from smithers_core.hookspecs import hookimpl
 
 
 @hookimpl
-def smithers_transports(host: HostInfo) -> list[Transport]:
+def smithers_transports(host: HostContext) -> list[Transport]:
     if host.kind not in ("gateway", "cli"):
         return []
+    from smithers_core.gateway.context import GatewayContext
     from smithers_core.gateway.http_rpc import RPC_PATH, RPC_PREFIX, HttpRpc
 
-    gateway: Any = host.services.get("gateway")  # None while plugins are listed
-    endpoint = HttpRpc(gateway)
+    # listing plugins ("cli") only reads the paths
+    endpoint: Any = HttpRpc(host) if isinstance(host, GatewayContext) else None
     post = ("POST",)
     routes = [
         RouteSpec(RPC_PATH, endpoint, post, scope=None, asgi=True, name="rpc"),

@@ -10,18 +10,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from smithers_core.contributions import HostInfo, RouteSpec, RouteTransport, Transport
+from smithers_core.contributions import HostContext, RouteSpec, RouteTransport, Transport
 from smithers_core.hookspecs import hookimpl
 
 
 @hookimpl
-def smithers_transports(host: HostInfo) -> list[Transport]:
+def smithers_transports(host: HostContext) -> list[Transport]:
     if host.kind not in ("gateway", "cli"):
         return []
+    from smithers_core.gateway.context import GatewayContext
     from smithers_core.gateway.websocket import WebSocketRpc
 
-    gateway: Any = host.services.get("gateway")  # None while plugins are listed
-    endpoint = WebSocketRpc(gateway)
+    # listing plugins ("cli") only reads the path
+    endpoint: Any = WebSocketRpc(host) if isinstance(host, GatewayContext) else None
     route = RouteSpec(
         "/", endpoint, auth="public", websocket=True, asgi=True, prefix=True, name="rpc-websocket"
     )

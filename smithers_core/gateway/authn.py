@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ValidationError
 
 from smithers_core.auth import AuthProvider, AuthRequest, Identity, Peer
 from smithers_core.auth.gates import check_gates
-from smithers_core.auth.tokens import bearer_token
+from smithers_core.auth.tokens import bearer_token, parse_cookies
 from smithers_core.errors import SmithersError
 from smithers_core.plugins import PluginHost
 
@@ -76,36 +76,32 @@ def build_auth(
     return AuthSetup(mode, impl.create(config), origins)
 
 
-async def authenticate(
-    setup: AuthSetup,
-    *,
-    transport: str,
+def auth_request(
+    transport: Literal["http", "ws"],
     headers: Mapping[str, str],
-    cookies: Mapping[str, str],
     peer: Peer,
     path: str,
-    insecure: bool,
     token: str | None = None,
-) -> Identity:
+) -> AuthRequest:
+    """The :class:`AuthRequest` of a request: its cookies parsed, and its credential ``token``
+    (the WebSocket ``connect`` frame's when given, else extracted as in reference 6.1)."""
+    cookies = parse_cookies(headers.get("cookie"))
+    credential = token if token is not None else bearer_token(headers, cookies)
+    return AuthRequest(transport, headers, cookies, peer, credential, path)
+
+
+async def authenticate(setup: AuthSetup, request: AuthRequest, *, insecure: bool) -> Identity:
     """Gates, then the mode's provider. Raises ``SmithersError("UNAUTHORIZED", ...)``."""
     failure = check_gates(
-        headers,
-        cookies,
+        request.headers,
+        request.cookies,
         auth_enabled=setup.enabled,
         allowed_origins=setup.allowed_origins,
         insecure=insecure,
     )
     if failure is not None:
         raise SmithersError("UNAUTHORIZED", failure)
-    request = AuthRequest(
-        transport="ws" if transport == "ws" else "http",
-        headers=headers,
-        cookies=cookies,
-        peer=peer,
-        token=token if token is not None else bearer_token(headers, cookies),
-        path=path,
-    )
     return await setup.provider.authenticate(request)
 
 
-__all__ = ["AuthSetup", "authenticate", "build_auth", "install_hint"]
+__all__ = ["AuthSetup", "auth_request", "authenticate", "build_auth", "install_hint"]

@@ -1,4 +1,6 @@
-"""Method names, legacy aliases and required scopes (reference 5.0, D8).
+"""Upstream's catalog of method names, legacy aliases and scopes (reference 5.0, D8): what the
+scope gate uses for a method no plugin serves (so ``cron.list`` needs ``cron:read`` even
+before a scheduling plugin answers it), and how name grants match a call.
 
 Scopes of catalogued methods live in :data:`smithers_core.scopes.METHOD_SCOPES`; this module
 adds upstream's resolution order on top: ``config.*`` needs run:admin, ``oneshotMonitor*``
@@ -68,17 +70,25 @@ def names_of(method: str) -> tuple[str, ...]:
     return (method, *others)
 
 
-def allowed(granted: tuple[str, ...], method: str, required: str, method_scope: str | None) -> bool:
-    """``hasGatewayScope`` for a call of ``method``. A name grant matches the method under any
-    of its names (``runs.create`` grants ``launchRun``); name grants never escalate, since the
-    method's own scope must imply the required one."""
-    if scopes.has_scope(granted, required, method, method_scope):
+def allowed(
+    granted: tuple[str, ...], names: tuple[str, ...], required: str, method_scope: str | None
+) -> bool:
+    """``hasGatewayScope`` for a call of ``names[0]``. A name grant matches the method under
+    any of its ``names`` (``runs.create`` grants ``launchRun``); name grants never escalate,
+    since the method's own scope must imply the required one."""
+    if scopes.has_scope(granted, required, names[0], method_scope):
         return True
     if method_scope is None:
         return False
-    return any(
-        scopes.has_scope(granted, required, name, method_scope) for name in names_of(method)[1:]
-    )
+    return any(scopes.has_scope(granted, required, name, method_scope) for name in names[1:])
 
 
-__all__ = ["ALIASES", "DEFAULT_SCOPE", "allowed", "canonical", "catalog_scope", "required_scope"]
+__all__ = [
+    "ALIASES",
+    "DEFAULT_SCOPE",
+    "allowed",
+    "canonical",
+    "catalog_scope",
+    "names_of",
+    "required_scope",
+]

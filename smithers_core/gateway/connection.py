@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from smithers_core.auth import Identity
-from smithers_core.gateway.frames import encode, event_text
+from smithers_core.gateway.wire import encode, event_text
 
 try:  # the protocol whose synchronous write path the flush uses (see the module docstring)
     from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -133,6 +133,12 @@ class Connection:
     @property
     def authenticated(self) -> bool:
         return self.identity is not None
+
+    @property
+    def writes_directly(self) -> bool:
+        """True on uvicorn's sansio protocol: frames go straight to the transport, and the
+        server reports the end of the socket as ``websocket.disconnect``."""
+        return self._proto is not None
 
     # -- tasks -------------------------------------------------------------------------------
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:

@@ -7,7 +7,6 @@ UTF-16 code units (D11). ``launchRun`` input: <= 1 MiB of JSON and <= 32 nested 
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
@@ -29,15 +28,6 @@ def utf16_len(text: str) -> int:
     if text.isascii():
         return len(text)
     return len(text.encode("utf-16-le")) // 2
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"non-finite number {name}")
-
-
-def loads_strict(data: str | bytes) -> Any:
-    """``json.loads`` that rejects ``NaN`` and ``Infinity`` (not JSON)."""
-    return json.loads(data, parse_constant=_reject_constant)
 
 
 def _path(parts: list[str | int]) -> str:
@@ -185,7 +175,7 @@ def parse_request_frame(data: str | bytes, max_bytes: int) -> tuple[str, str, An
     walked = False
     if _within_bounds(data):
         try:
-            frame = json.loads(data, parse_constant=_reject_constant, parse_float=_finite_float)
+            frame = jsonutil.loads_strict(data, parse_float=_finite_float)
         except _NonFinite:
             walked = True
         except (ValueError, UnicodeDecodeError) as exc:
@@ -196,7 +186,7 @@ def parse_request_frame(data: str | bytes, max_bytes: int) -> tuple[str, str, An
         walked = True
     if walked:
         try:
-            frame = loads_strict(data)
+            frame = jsonutil.loads_strict(data)
         except (ValueError, UnicodeDecodeError) as exc:
             raise SmithersError("INVALID_INPUT", "Gateway frame must be valid JSON.") from exc
         clip_prompt(frame)
@@ -267,7 +257,6 @@ __all__ = [
     "check_method",
     "clip_prompt",
     "container_depth",
-    "loads_strict",
     "parse_request_frame",
     "utf16_len",
     "validate_rpc_input",

@@ -7,9 +7,12 @@ Counters end in ``_total``; ``_created`` series are disabled; the exposition con
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections.abc import Iterator
 
 import prometheus_client
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
 
@@ -20,21 +23,52 @@ P = "smithers_gateway_"
 _DURATION_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
 
 
+class _HotPath(Collector):
+    """The per-frame and per-call series, counted in plain integers on the hot path (a
+    Prometheus child per increment costs more than the frame) and reported at collect time
+    through prometheus_client's custom-collector interface."""
+
+    def __init__(self) -> None:
+        self.sent = 0  # WebSocket frames written
+        self.received = 0  # WebSocket messages received
+        self.calls: dict[tuple[str, str], int] = {}
+        self.durations = [0] * (len(_DURATION_BUCKETS) + 1)
+        self.duration_sum = 0.0
+
+    def collect(self) -> Iterator[Metric]:
+        received = CounterMetricFamily(P + "messages_received", "WebSocket messages received")
+        received.add_metric([], self.received)
+        sent = CounterMetricFamily(P + "messages_sent", "WebSocket frames sent")
+        sent.add_metric([], self.sent)
+        calls = CounterMetricFamily(P + "rpc_calls", "RPC calls", labels=["method", "transport"])
+        for (method, transport), n in self.calls.items():
+            calls.add_metric([method, transport], n)
+        cumulative, buckets = 0, []
+        bounds = [str(float(b)) for b in _DURATION_BUCKETS] + ["+Inf"]
+        for bound, n in zip(bounds, self.durations, strict=True):
+            cumulative += n
+            buckets.append((bound, cumulative))
+        duration = HistogramMetricFamily(
+            P + "rpc_duration_ms",
+            "RPC duration in milliseconds",
+            buckets=buckets,
+            sum_value=self.duration_sum,
+        )
+        yield from (received, sent, calls, duration)
+
+
 class GatewayMetrics:
     """One set of gateway metrics; each gateway owns its registry.
 
-    The per-frame and per-call series (frames sent and received, RPC calls and durations)
-    are counted in plain integers on the hot path and folded into the Prometheus families
-    by :meth:`flush`, which :meth:`render` calls before every exposition.
+    Frames, messages and RPC calls and durations are plain integers bumped on the hot path
+    (:attr:`sent`, :attr:`received`, :meth:`call`, :meth:`duration`) and read by the registry
+    at each exposition; every other family is an ordinary ``prometheus_client`` metric.
     """
 
     def __init__(self) -> None:
-        self.sent = 0  # WebSocket frames written, not yet folded into messages_sent
-        self.received = 0  # WebSocket messages received, not yet in messages_received
-        self._calls: dict[tuple[str, str], int] = {}
-        self._durations = [0] * (len(_DURATION_BUCKETS) + 1)
-        self._duration_sum = 0.0
+        self._hot = _HotPath()
         r = self.registry = CollectorRegistry(auto_describe=True)
+        r.register(self._hot)
         self.approval_decisions = Counter(
             P + "approval_decisions", "Approval decisions", ["decision"], registry=r
         )
@@ -45,17 +79,6 @@ class GatewayMetrics:
         self.cron_triggers = Counter(P + "cron_triggers", "Cron triggers", registry=r)
         self.errors = Counter(P + "errors", "RPC errors", ["code"], registry=r)
         self.heartbeat_ticks = Counter(P + "heartbeat_ticks", "Tick rounds", registry=r)
-        self.messages_received = Counter(
-            P + "messages_received", "WebSocket messages received", registry=r
-        )
-        self.messages_sent = Counter(P + "messages_sent", "WebSocket frames sent", registry=r)
-        self.rpc_calls = Counter(P + "rpc_calls", "RPC calls", ["method", "transport"], registry=r)
-        self.rpc_duration = Histogram(
-            P + "rpc_duration_ms",
-            "RPC duration in milliseconds",
-            buckets=_DURATION_BUCKETS,
-            registry=r,
-        )
         self.runs_completed = Counter(
             P + "runs_completed", "Runs completed", ["status"], registry=r
         )
@@ -70,39 +93,37 @@ class GatewayMetrics:
             P + "backpressure_disconnects", "Sockets closed for backpressure", registry=r
         )
 
+    @property
+    def sent(self) -> int:
+        """WebSocket frames written (``messages_sent_total``)."""
+        return self._hot.sent
+
+    @sent.setter
+    def sent(self, value: int) -> None:
+        self._hot.sent = value
+
+    @property
+    def received(self) -> int:
+        """WebSocket messages received (``messages_received_total``)."""
+        return self._hot.received
+
+    @received.setter
+    def received(self, value: int) -> None:
+        self._hot.received = value
+
     def call(self, method: str, transport: str) -> None:
         """One RPC call (``rpc_calls_total{method, transport}``)."""
+        calls = self._hot.calls
         key = (method, transport)
-        self._calls[key] = self._calls.get(key, 0) + 1
+        calls[key] = calls.get(key, 0) + 1
 
     def duration(self, ms: float) -> None:
         """One ``rpc_duration_ms`` observation (buckets are upper bounds, as Prometheus')."""
-        self._durations[bisect_left(_DURATION_BUCKETS, ms)] += 1
-        self._duration_sum += ms
-
-    def flush(self) -> None:
-        """Fold the pending hot-path counts into the Prometheus families."""
-        if self.sent:
-            self.messages_sent.inc(self.sent)
-            self.sent = 0
-        if self.received:
-            self.messages_received.inc(self.received)
-            self.received = 0
-        if self._calls:
-            calls, self._calls = self._calls, {}
-            for (method, transport), n in calls.items():
-                self.rpc_calls.labels(method, transport).inc(n)
-        if self._duration_sum or any(self._durations):
-            hist = self.rpc_duration
-            for index, n in enumerate(self._durations):
-                if n:
-                    hist._buckets[index].inc(n)  # what observe() increments, n at once
-            hist._sum.inc(self._duration_sum)
-            self._durations = [0] * len(self._durations)
-            self._duration_sum = 0.0
+        hot = self._hot
+        hot.durations[bisect_left(_DURATION_BUCKETS, ms)] += 1
+        hot.duration_sum += ms
 
     def render(self) -> bytes:
-        self.flush()
         return generate_latest(self.registry)
 
 

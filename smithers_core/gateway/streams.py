@@ -33,21 +33,19 @@ import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 import anyio.lowlevel
 
 from smithers_core import jsonutil
+from smithers_core.contributions import RpcCall
 from smithers_core.engine.transitions import TERMINAL_RUN
 from smithers_core.errors import SmithersError
 from smithers_core.eventhub import StoredEvent
 from smithers_core.gateway.connection import Connection
+from smithers_core.gateway.context import GatewayContext
 from smithers_core.gateway.events import map_event_json
-
-if TYPE_CHECKING:
-    from smithers_core.gateway.gateway import Gateway
-    from smithers_core.gateway.rpc import CallContext
 
 PAGE = 500
 FRAGMENT_CACHE = 4096
@@ -83,16 +81,16 @@ class RunFollower:
     members: dict[str, RunStream] = field(default_factory=dict)
 
 
-def user_key(ctx: CallContext) -> str:
-    ident = ctx.identity
+def user_key(call: RpcCall) -> str:
+    ident = call.identity
     return ident.user_id or ident.token_id or ident.role or "anonymous"
 
 
 class RunStreams:
     """Every open run-event stream of one gateway, with the caps of section 4.6."""
 
-    def __init__(self, gateway: Gateway) -> None:
-        self.gw = gateway
+    def __init__(self, ctx: GatewayContext) -> None:
+        self.ctx = ctx
         self.streams: dict[str, RunStream] = {}
         self.per_run: dict[str, int] = {}
         self._fragments: OrderedDict[tuple[str, int], str] = OrderedDict()
@@ -101,9 +99,9 @@ class RunStreams:
     def for_connection(self, conn: Connection) -> list[RunStream]:
         return [s for s in self.streams.values() if s.conn is conn]
 
-    def _check_caps(self, ctx: CallContext, run_id: str) -> None:
-        o = self.gw.options
-        key = user_key(ctx)
+    def _check_caps(self, call: RpcCall, run_id: str) -> None:
+        o = self.ctx.settings
+        key = user_key(call)
         live = list(self.streams.values())
         for scope, limit, count in (
             ("global", o.max_run_streams, len(live)),
@@ -111,7 +109,7 @@ class RunStreams:
             (
                 "connection",
                 o.max_run_streams_per_connection,
-                sum(s.conn is ctx.connection for s in live),
+                sum(s.conn is call.connection for s in live),
             ),
             ("run", o.max_run_streams_per_run, self.per_run.get(run_id, 0)),
         ):
@@ -122,9 +120,10 @@ class RunStreams:
                     {"scope": scope, "limit": limit},
                 )
 
-    async def open(self, ctx: CallContext, params: dict[str, Any]) -> Any:
-        conn = ctx.connection
-        if conn is None or ctx.transport != "ws":
+    async def open(self, call: RpcCall, params: dict[str, Any]) -> Any:
+        """Open a stream for the calling socket; it starts once the response is queued."""
+        conn = call.connection
+        if conn is None or call.transport != "ws":
             raise SmithersError(
                 "INVALID_REQUEST", "streamRunEvents is only supported over websocket connections"
             )
@@ -136,7 +135,7 @@ class RunStreams:
             not isinstance(after, int) or isinstance(after, bool) or after < 0
         ):
             raise SmithersError("SeqOutOfRange", "afterSeq must be a non-negative integer")
-        rt = self.gw.runtime
+        rt = self.ctx.runtime
         if rt.db.run_row(run_id) is None:
             raise SmithersError("RunNotFound", f"Run not found: {run_id}", {"runId": run_id})
         if conn.closed:
@@ -148,8 +147,8 @@ class RunStreams:
             raise SmithersError(
                 "SeqOutOfRange", f"afterSeq {after} is newer than current seq {current}"
             )
-        self._check_caps(ctx, run_id)
-        stream = RunStream(str(uuid.uuid4()), run_id, conn, user_key(ctx), attach=last)
+        self._check_caps(call, run_id)
+        stream = RunStream(str(uuid.uuid4()), run_id, conn, user_key(call), attach=last)
         self.streams[stream.stream_id] = stream
         self.per_run[run_id] = self.per_run.get(run_id, 0) + 1
         conn.streamed_runs[run_id] = conn.streamed_runs.get(run_id, 0) + 1
@@ -161,7 +160,7 @@ class RunStreams:
             if stream.open and not conn.closed:
                 conn.spawn(self._run(stream, after, stale_epoch))
 
-        ctx.after_response.append(start)
+        call.after_response.append(start)
         return {
             "streamId": stream.stream_id,
             "runId": run_id,
@@ -188,11 +187,10 @@ class RunStreams:
 
     # -- frames ------------------------------------------------------------------------------
     def _epoch(self) -> str | None:
-        rt = self.gw.runtime
-        return rt.db.epoch if rt is not None else None
+        return self.ctx.runtime.db.epoch if self.ctx.running else None
 
     def _push(self, stream: RunStream, name: str, payload: dict[str, Any]) -> None:
-        stream.conn.push_event(name, jsonutil.dumps(payload), self.gw.state_version)
+        stream.conn.push_event(name, jsonutil.dumps(payload), self.ctx.sockets.state_version)
 
     def _fragment(self, event: StoredEvent) -> str:
         """``"apiVersion"`` .. ``"seq"`` of a ``run.event`` payload: the same on every stream."""
@@ -218,7 +216,7 @@ class RunStreams:
         return frag
 
     def _send_event(self, stream: RunStream, fragment: str, epoch_tail: str) -> None:
-        state_version = self.gw.state_version
+        state_version = self.ctx.sockets.state_version
         text = (
             '{"streamId":"'
             + stream.stream_id
@@ -228,7 +226,7 @@ class RunStreams:
             + str(state_version)
             + epoch_tail
         )
-        limit = self.gw.options.run_stream_queue_limit
+        limit = self.ctx.settings.run_stream_queue_limit
 
         def sent() -> None:
             stream.pending -= 1
@@ -251,7 +249,7 @@ class RunStreams:
                 "runId": stream.run_id,
                 "fromSeq": from_seq,
                 "toSeq": to_seq,
-                "snapshot": self.gw.run_record(stream.run_id),
+                "snapshot": self.ctx.views.run_record(stream.run_id),
                 "epoch": self._epoch(),
             },
         )
@@ -269,21 +267,21 @@ class RunStreams:
         )
 
     def _backpressure(self, stream: RunStream) -> None:
-        limit = self.gw.options.run_stream_queue_limit
+        limit = self.ctx.settings.run_stream_queue_limit
         self._error(
             stream,
             "BackpressureDisconnect",
             f"Run event stream outbound queue exceeded {limit} frames;"
             " disconnecting slow consumer.",
         )
-        self.gw.metrics.backpressure_disconnects.inc()
+        self.ctx.metrics.backpressure_disconnects.inc()
         self.close(stream)
 
     def heartbeat(self) -> None:
         """One ``run.heartbeat`` per open stream (called by the gateway's shared timer)."""
-        if self.gw.runtime is None:
+        if not self.ctx.running:
             return
-        epoch = self.gw.runtime.db.epoch
+        epoch = self.ctx.runtime.db.epoch
         now = int(time.time() * 1000)
         for stream in list(self.streams.values()):
             if stream.conn.closed:
@@ -305,7 +303,7 @@ class RunStreams:
         Events the run's window holds exist even if their rows are gone; the rest are
         checked in the event table (one indexed count; a scan only when rows are missing).
         """
-        rt = self.gw.runtime
+        rt = self.ctx.runtime
         first = rt.hub.windows.first_seq(run_id)
         if first is not None and first <= hi:
             hi = first - 1
@@ -336,8 +334,8 @@ class RunStreams:
     async def _wait_drained(self, stream: RunStream) -> None:
         """Wait until the socket took half of the stream's queue; meanwhile, if the run's live
         events (committed after the stream opened) pile up past the limit, disconnect."""
-        rt = self.gw.runtime
-        limit = self.gw.options.run_stream_queue_limit
+        rt = self.ctx.runtime
+        limit = self.ctx.settings.run_stream_queue_limit
         while stream.open and stream.pending > limit // 2:
             drained = stream.drained = anyio.Event()
             waiter = rt.hub.waiter(stream.run_id)
@@ -353,9 +351,9 @@ class RunStreams:
                 self._backpressure(stream)
 
     async def _run(self, stream: RunStream, after: int | None, stale_epoch: bool) -> None:
-        rt = self.gw.runtime
+        rt = self.ctx.runtime
         hub = rt.hub
-        limit = self.gw.options.run_stream_queue_limit
+        limit = self.ctx.settings.run_stream_queue_limit
         epoch_tail = ',"epoch":' + jsonutil.dumps(rt.db.epoch) + "}"
         fallback_s = max(hub.poll_ms, 50) / 1000 * 4
         with stream.cancel:
@@ -411,7 +409,7 @@ class RunStreams:
         follower = self.followers.get(stream.run_id)
         if follower is None:
             follower = RunFollower(stream.run_id, stream.cursor)
-            if not self.gw.spawn(self._follow, follower):
+            if not self.ctx.spawn(self._follow, follower):
                 return False  # the gateway is closing: the stream keeps reading on its own
             self.followers[stream.run_id] = follower
         elif follower.cursor > stream.cursor:
@@ -459,9 +457,9 @@ class RunStreams:
         follower.cursor = last
 
     async def _follow(self, follower: RunFollower) -> None:
-        rt = self.gw.runtime
+        rt = self.ctx.runtime
         hub = rt.hub
-        limit = self.gw.options.run_stream_queue_limit
+        limit = self.ctx.settings.run_stream_queue_limit
         epoch_tail = ',"epoch":' + jsonutil.dumps(rt.db.epoch) + "}"
         fallback_s = max(hub.poll_ms, 50) / 1000 * 4
         members = follower.members

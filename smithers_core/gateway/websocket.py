@@ -7,50 +7,57 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 
+from smithers_core.auth import Identity
 from smithers_core.auth.gates import check_gates
 from smithers_core.auth.tokens import parse_cookies
+from smithers_core.contributions import RpcCall
 from smithers_core.errors import SmithersError
+from smithers_core.gateway.authn import auth_request
 from smithers_core.gateway.connection import Connection
-from smithers_core.gateway.frames import encode, error_frame, ok_frame, ok_text
+from smithers_core.gateway.context import GatewayContext
+from smithers_core.gateway.dispatch import Dispatcher
 from smithers_core.gateway.limits import parse_request_frame
-from smithers_core.gateway.rpc import INLINE_METHODS, CallContext
+from smithers_core.gateway.run_views import ACTIVE_STATUSES
+from smithers_core.gateway.wire import encode, ok_frame, ok_text
 from smithers_core.http.asgi import deny, scope_headers, scope_peer
-
-if TYPE_CHECKING:
-    from smithers_core.gateway.gateway import Gateway
 
 LIMIT_BODY = b"Gateway connection limit reached\n"
 ORIGIN_BODY = b"Origin or host is not allowed\n"
+HELLO_RUNS = 1000
 
 
 class WebSocketSession:
     """Runs one socket from upgrade to close.
 
     Requests are read in order. Those answered without awaiting (parse errors, requests
-    before ``connect``, and :data:`~smithers_core.gateway.rpc.INLINE_METHODS` such as
-    ``getRun``) are answered in the read loop itself; every other request runs in its own task,
-    so requests that wait on the store or the engine are still answered concurrently.
+    before ``connect``, and methods with an ``inline`` answer such as ``getRun``) are answered
+    in the read loop itself; every other request runs in its own task, so requests that wait
+    on the store or the engine are still answered concurrently.
     """
 
-    __slots__ = ("gw", "receive", "scope", "send")
+    __slots__ = ("ctx", "dispatcher", "receive", "scope", "send")
 
-    def __init__(self, gateway: Gateway, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        self.gw = gateway
+    def __init__(
+        self, ctx: GatewayContext, dispatcher: Dispatcher, scope: Any, receive: Any, send: Any
+    ) -> None:
+        self.ctx = ctx
+        self.dispatcher = dispatcher
         self.scope = scope
         self.receive = receive
         self.send = send
 
     async def run(self) -> None:
-        gw = self.gw
+        ctx = self.ctx
+        sockets, settings, metrics = ctx.sockets, ctx.settings, ctx.metrics
         message = await self.receive()
         if message["type"] != "websocket.connect":
             return
-        if gw.authed_count >= gw.options.max_connections or (
-            gw.preauth_count >= gw.options.max_pre_auth_connections
+        if sockets.authed >= settings.max_connections or (
+            sockets.preauth >= settings.max_pre_auth_connections
         ):
             await deny(self.send, 503, LIMIT_BODY, self.scope)
             return
@@ -58,9 +65,9 @@ class WebSocketSession:
         failure = check_gates(
             headers,
             parse_cookies(headers.get("cookie")),
-            auth_enabled=gw.auth.enabled,
-            allowed_origins=gw.auth.allowed_origins,
-            insecure=gw.options.insecure,
+            auth_enabled=ctx.auth.enabled,
+            allowed_origins=ctx.auth.allowed_origins,
+            insecure=settings.insecure,
         )
         del headers
         if failure is not None:
@@ -71,23 +78,23 @@ class WebSocketSession:
             scope=self.scope,
             peer=scope_peer(self.scope),
             path=str(self.scope.get("path") or "/"),
-            max_outbound_bytes=gw.options.max_outbound_bytes,
-            metrics=gw.metrics,
+            max_outbound_bytes=settings.max_outbound_bytes,
+            metrics=metrics,
         )
-        gw.preauth_count += 1
-        gw.connections.add(conn)
-        gw.metrics.connections.inc()
-        gw.metrics.connections_active.inc()
+        sockets.preauth += 1
+        sockets.connections.add(conn)
+        metrics.connections.inc()
+        metrics.connections_active.inc()
         try:
             await self.send(
                 {"type": "websocket.accept", "headers": [(b"x-smithers-api-version", b"v1")]}
             )
-            gw.send_event(
+            sockets.send_event(
                 conn,
                 "connect.challenge",
                 {"nonce": str(uuid.uuid4()), "ts": int(time.time() * 1000)},
             )
-            if conn._proto is not None:
+            if conn.writes_directly:
                 # uvicorn's sansio protocol answers our close frame and the peer's with a
                 # websocket.disconnect message, which ends the read loop.
                 await self._read_loop(conn)
@@ -98,13 +105,13 @@ class WebSocketSession:
         finally:
             conn.closed = True
             conn.on_end = None
-            gw.connections.discard(conn)
+            sockets.connections.discard(conn)
             if conn.authenticated:
-                gw.authed_count -= 1
+                sockets.authed -= 1
             else:
-                gw.preauth_count -= 1
-            gw.metrics.connections_active.dec()
-            gw.metrics.connections_closed.inc()
+                sockets.preauth -= 1
+            metrics.connections_active.dec()
+            metrics.connections_closed.inc()
             for signal in list(conn.stream_signals):
                 signal.set()
             try:
@@ -117,10 +124,9 @@ class WebSocketSession:
                         pass
 
     async def _read_loop(self, conn: Connection) -> None:
-        gw = self.gw
-        metrics = gw.metrics
+        metrics = self.ctx.metrics
         receive = self.receive
-        deadline = time.monotonic() + gw.options.auth_deadline_ms / 1000
+        deadline = time.monotonic() + self.ctx.settings.auth_deadline_ms / 1000
         while True:
             if conn.identity is not None or conn.closed:
                 message = await receive()
@@ -147,96 +153,81 @@ class WebSocketSession:
 
     def _dispatch(self, conn: Connection, data: str | bytes) -> None:
         """Answer one request frame now, or start a task for it when it must await."""
-        gw = self.gw
+        dispatcher = self.dispatcher
         try:
-            frame_id, method, params = parse_request_frame(data, gw.options.max_payload)
-        except SmithersError as exc:
-            gw.metrics.errors.labels(exc.code).inc()
-            conn.push_frame(error_frame("invalid", exc))
-            return
-        except Exception as exc:
-            conn.push_frame(error_frame("server", SmithersError("SERVER_ERROR", str(exc))))
+            frame_id, method, params = parse_request_frame(data, self.ctx.settings.max_payload)
+        except Exception as exc:  # a bad frame; anything else is our bug, answered as such
+            frame_id = "invalid" if isinstance(exc, SmithersError) else "server"
+            conn.push_frame(dispatcher.error_frame(frame_id, exc))
             return
         if method == "connect":
             conn.spawn(self._connect(conn, frame_id, params))
             return
         identity = conn.identity
         if identity is None:
-            conn.push_frame(error_frame(frame_id, SmithersError("UNAUTHORIZED", "Connect first")))
+            unauthorized = SmithersError("UNAUTHORIZED", "Connect first")
+            conn.push_frame(dispatcher.error_frame(frame_id, unauthorized))
             return
-        if method in INLINE_METHODS:
-            gw.metrics.call(method, "ws")
+        inline = dispatcher.inline(method)
+        if inline is not None:
+            self.ctx.metrics.call(method, "ws")
             try:
-                payload_json = gw.dispatcher.call_inline(identity, method, params)
-            except SmithersError as exc:
-                gw.metrics.errors.labels(exc.code).inc()
-                conn.push_frame(error_frame(frame_id, exc))
-                return
+                payload_json = dispatcher.call_inline(identity, inline, method, params)
             except Exception as exc:
-                gw.metrics.errors.labels("SERVER_ERROR").inc()
-                conn.push_frame(error_frame(frame_id, SmithersError("SERVER_ERROR", str(exc))))
+                conn.push_frame(dispatcher.error_frame(frame_id, exc))
                 return
             conn.push(ok_text(frame_id, payload_json))
             return
-        conn.spawn(self._handle(conn, frame_id, method, params))
+        conn.spawn(self._handle(conn, identity, frame_id, method, params))
 
-    async def _handle(self, conn: Connection, frame_id: str, method: str, params: Any) -> None:
-        gw = self.gw
-        identity = conn.identity
-        if identity is None:  # pragma: no cover - _dispatch checked it
-            return
-        gw.metrics.call(gw.method_label(method), "ws")
-        ctx = CallContext(identity, "ws", conn, conn.id)
+    async def _handle(
+        self, conn: Connection, identity: Identity, frame_id: str, method: str, params: Any
+    ) -> None:
+        dispatcher = self.dispatcher
+        self.ctx.metrics.call(dispatcher.label(method), "ws")
+        call = RpcCall(identity, "ws", conn.id, conn)
         try:
-            payload = await gw.dispatcher.call(ctx, method, params)
-        except SmithersError as exc:
-            gw.metrics.errors.labels(exc.code).inc()
-            conn.push_frame(error_frame(frame_id, exc))
-            return
+            payload = await dispatcher.call(call, method, params)
         except Exception as exc:
-            gw.metrics.errors.labels("SERVER_ERROR").inc()
-            conn.push_frame(error_frame(frame_id, SmithersError("SERVER_ERROR", str(exc))))
+            conn.push_frame(dispatcher.error_frame(frame_id, exc))
             return
         try:
             text = encode(ok_frame(frame_id, payload))
         except (TypeError, ValueError) as exc:
-            text = encode(error_frame(frame_id, SmithersError("SERVER_ERROR", str(exc))))
+            text = encode(dispatcher.error_frame(frame_id, exc))
         conn.push(text)
-        for callback in ctx.after_response:
+        for callback in call.after_response:
             callback()
 
     async def _connect(self, conn: Connection, frame_id: str, params: Any) -> None:
-        gw = self.gw
+        ctx = self.ctx
+        sockets, metrics = ctx.sockets, ctx.metrics
         try:
             identity, subscribe = await self._check_connect(conn, params)
         except SmithersError as exc:
-            gw.metrics.errors.labels(exc.code).inc()
-            conn.push_frame(error_frame(frame_id, exc))
+            conn.push_frame(self.dispatcher.error_frame(frame_id, exc))
             if exc.code == "UNAUTHORIZED":
-                gw.metrics.auth_events.labels("failure").inc()
+                metrics.auth_events.labels("failure").inc()
                 if not conn.authenticated:
                     conn.close(1008, "authentication failed")
             return
-        gw.metrics.auth_events.labels("success").inc()
+        metrics.auth_events.labels("success").inc()
         if not conn.authenticated:
-            if gw.authed_count >= gw.options.max_connections:
-                conn.push_frame(
-                    error_frame(
-                        frame_id,
-                        SmithersError("CONNECTION_LIMIT", "Gateway connection limit reached"),
-                    )
-                )
+            if sockets.authed >= ctx.settings.max_connections:
+                limit = SmithersError("CONNECTION_LIMIT", "Gateway connection limit reached")
+                conn.push_frame(self.dispatcher.error_frame(frame_id, limit))
                 conn.close(1013, "connection limit reached")
                 return
-            gw.preauth_count -= 1
-            gw.authed_count += 1
+            sockets.preauth -= 1
+            sockets.authed += 1
         conn.identity = identity
         conn.session_token = str(uuid.uuid4())
         conn.subscribed = subscribe
-        conn.push_frame(ok_frame(frame_id, await gw.hello_payload(conn)))
+        conn.push_frame(ok_frame(frame_id, await self._hello(conn, identity)))
 
-    async def _check_connect(self, conn: Connection, params: Any) -> tuple[Any, set[str] | None]:
-        gw = self.gw
+    async def _check_connect(
+        self, conn: Connection, params: Any
+    ) -> tuple[Identity, set[str] | None]:
         if not isinstance(params, dict):
             raise SmithersError("INVALID_REQUEST", "Connect params must be an object")
         lo, hi = params.get("minProtocol"), params.get("maxProtocol")
@@ -251,7 +242,7 @@ class WebSocketSession:
                     f"{name} must be an integer greater than 0",
                     {"field": name},
                 )
-        protocol = gw.options.protocol
+        protocol = self.ctx.settings.protocol
         assert isinstance(lo, int) and isinstance(hi, int)
         if lo > protocol or hi < protocol:
             raise SmithersError(
@@ -261,18 +252,42 @@ class WebSocketSession:
             )
         auth = params.get("auth")
         token = auth.get("token") if isinstance(auth, dict) else None
-        headers = scope_headers(conn.scope or {})
-        identity = await gw.authenticate(
+        request = auth_request(
             "ws",
-            headers,
-            parse_cookies(headers.get("cookie")),
+            scope_headers(conn.scope or {}),
             conn.peer,
             conn.path,
             token if isinstance(token, str) else None,
         )
+        identity = await self.ctx.authenticate(request)
         raw = params.get("subscribe")
         subscribe = {s for s in raw if isinstance(s, str)} if isinstance(raw, list) else None
         return identity, subscribe
+
+    async def _hello(self, conn: Connection, identity: Identity) -> dict[str, Any]:
+        """The ``connect`` answer: protocol, identity, policy, auth and a snapshot of active
+        runs and pending approvals."""
+        ctx = self.ctx
+        runs = await ctx.views.query_runs(limit=HELLO_RUNS, statuses=ACTIVE_STATUSES)
+        approvals = await ctx.views.pending_approvals()
+        return {
+            "protocol": ctx.settings.protocol,
+            "features": list(ctx.settings.features),
+            "identity": ctx.identity_payload(),
+            "policy": {"heartbeatMs": ctx.settings.heartbeat_ms},
+            "auth": {
+                "sessionToken": conn.session_token,
+                "role": identity.role,
+                "scopes": list(identity.scopes),
+                "userId": identity.user_id,
+                "tokenId": identity.token_id,
+            },
+            "snapshot": {
+                "runs": runs,
+                "approvals": approvals,
+                "stateVersion": ctx.sockets.state_version,
+            },
+        }
 
 
 class WebSocketRpc:
@@ -282,14 +297,15 @@ class WebSocketRpc:
     authenticates the ``connect`` request itself (its token may arrive in the frame).
     """
 
-    __slots__ = ("gw",)
+    __slots__ = ("ctx", "dispatcher")
 
-    def __init__(self, gateway: Gateway) -> None:
-        self.gw = gateway
+    def __init__(self, ctx: GatewayContext) -> None:
+        self.ctx = ctx
+        self.dispatcher = Dispatcher(ctx)
 
-    def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Coroutine[Any, Any, None]:
+    def __call__(self, scope: Any, receive: Any, send: Any) -> Coroutine[Any, Any, None]:
         # the session's own coroutine, not a wrapper: one frame fewer per open socket
-        return WebSocketSession(self.gw, scope, receive, send).run()
+        return WebSocketSession(self.ctx, self.dispatcher, scope, receive, send).run()
 
 
 def _is_number(value: Any) -> bool:

@@ -1,4 +1,5 @@
-"""Response and event frames, and the HTTP status of each error code (reference 2.2-2.4)."""
+"""The gateway's wire: response and event frames, the HTTP status of each error code, and the
+one way any exception becomes an RPC error (reference 2.2-2.4)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 from smithers_core import jsonutil
 from smithers_core.errors import SmithersError
 from smithers_core.gateway.limits import MAX_ID
+from smithers_core.http.body import BodyTooLarge, ClientDisconnected
 
 API_VERSION = "v1"
 API_VERSION_HEADER = (b"x-smithers-api-version", b"v1")
@@ -56,6 +58,38 @@ def error_object(exc: SmithersError) -> dict[str, Any]:
             if key not in out:
                 out[key] = value
     return out
+
+
+_TRANSLATE = {
+    "RUN_NOT_FOUND": "NOT_FOUND",
+    "WORKFLOW_NOT_FOUND": "NOT_FOUND",
+    "RUN_ALREADY_EXISTS": "CONFLICT",
+    "ENGINE_CLOSED": "SERVER_ERROR",
+    "WORKFLOW_LOAD_FAILED": "SERVER_ERROR",
+}
+
+
+def translate(exc: SmithersError) -> SmithersError:
+    """Engine and run-service codes -> this surface's codes (the gateway's table of D8)."""
+    code = _TRANSLATE.get(exc.code)
+    if code is None:
+        return exc
+    if exc.code == "RUN_NOT_FOUND":
+        return SmithersError(code, exc.message)
+    return SmithersError(code, exc.message, exc.details)
+
+
+def rpc_error(exc: BaseException) -> SmithersError:
+    """The RPC error of any exception, chosen by its type (never by its message): a
+    ``SmithersError`` as raised, a body over the limit ``PayloadTooLarge``, a client gone
+    mid-body ``ConnectionClosed``, anything else ``SERVER_ERROR``."""
+    if isinstance(exc, BodyTooLarge):
+        return SmithersError("PayloadTooLarge", exc.message, {"maxBytes": exc.max_bytes})
+    if isinstance(exc, ClientDisconnected):
+        return SmithersError("ConnectionClosed", "Client disconnected")
+    if isinstance(exc, SmithersError):
+        return exc
+    return SmithersError("SERVER_ERROR", str(exc) or type(exc).__name__)
 
 
 def ok_frame(frame_id: str, payload: Any) -> dict[str, Any]:
@@ -129,5 +163,7 @@ __all__ = [
     "ok_frame",
     "ok_text",
     "request_id_of",
+    "rpc_error",
     "status_for_code",
+    "translate",
 ]

@@ -1,0 +1,118 @@
+"""RPC dispatch: the scope gate, the method table (core's families and plugins' methods alike)
+and extension methods, shared by the HTTP and WebSocket transports (reference 5, 8).
+
+A call is gated first (``FORBIDDEN`` with ``requiredScope``), then looked up
+(``METHOD_NOT_FOUND``, ``EXTENSION_METHOD_NOT_FOUND``), then its params are validated and its
+handler runs; engine codes are translated into this surface's (D8). Every transport answers
+failures through :meth:`Dispatcher.error_frame`, so error frames and the ``errors_total``
+metric are the same whatever carried the call.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from smithers_core import scopes
+from smithers_core.auth import Identity
+from smithers_core.contributions import RpcCall, RpcMethod
+from smithers_core.errors import SmithersError
+from smithers_core.gateway import catalog
+from smithers_core.gateway.context import GatewayContext
+from smithers_core.gateway.extension_calls import ExtensionCalls
+from smithers_core.gateway.extensions import Entry
+from smithers_core.gateway.params import parse
+from smithers_core.gateway.wire import error_frame, rpc_error, translate
+
+
+class Dispatcher:
+    """Routes one call to its handler after the scope check."""
+
+    __slots__ = ("ctx", "extensions")
+
+    def __init__(self, ctx: GatewayContext) -> None:
+        self.ctx = ctx
+        self.extensions = ExtensionCalls(ctx)
+
+    def gate(self, identity: Identity, method: str) -> RpcMethod | Entry | None:
+        """The scope gate; returns what serves ``method`` (None when nothing does)."""
+        target: RpcMethod | Entry | None
+        method_scope: str | None
+        if method.startswith("ext."):
+            target = self.ctx.extensions.resolve(method)
+            required = catalog.required_scope(method, target.scope if target else None)
+            ok = scopes.has_scope(identity.scopes, required)
+        else:
+            target = self.ctx.methods.get(method)
+            if target is not None:
+                required = method_scope = target.scope
+                names = (method, *(n for n in target.names if n != method))
+            else:
+                required = catalog.required_scope(method)
+                method_scope = catalog.catalog_scope(method)
+                names = catalog.names_of(method)
+            ok = catalog.allowed(identity.scopes, names, required, method_scope)
+        if not ok:
+            raise SmithersError(
+                "FORBIDDEN",
+                f"Missing required scope {required} for {method}",
+                {"requiredScope": required},
+            )
+        return target
+
+    def inline(self, method: str) -> RpcMethod | None:
+        """The method when it answers without awaiting (``RpcMethod.inline``), else None."""
+        target = self.ctx.methods.get(method)
+        return target if target is not None and target.inline is not None else None
+
+    def call_inline(self, identity: Identity, target: RpcMethod, method: str, params: Any) -> str:
+        """:meth:`call` for an :meth:`inline` method: the payload's JSON, without awaiting."""
+        self.gate(identity, method)
+        assert target.inline is not None
+        started = time.perf_counter()
+        try:
+            return target.inline(params if isinstance(params, dict) else {})
+        except SmithersError as exc:
+            raise translate(exc) from exc
+        finally:
+            self.ctx.metrics.duration((time.perf_counter() - started) * 1000)
+
+    async def call(self, call: RpcCall, method: str, params: Any) -> Any:
+        """Gate, look up, validate and run; raises ``SmithersError`` with this surface's codes."""
+        target = self.gate(call.identity, method)
+        args = params if isinstance(params, dict) else {}
+        if isinstance(target, Entry):
+            return await self.extensions.call(call, target, args)
+        if target is None:
+            if method.startswith("ext."):
+                raise SmithersError(
+                    "EXTENSION_METHOD_NOT_FOUND",
+                    f"Unknown extension method: {method}",
+                    {"method": method},
+                )
+            raise SmithersError("METHOD_NOT_FOUND", f"Unknown method: {method}")
+        started = time.perf_counter()
+        try:
+            value: Any = args
+            if target.params is not None:
+                value = parse(target.params, args, "INVALID_REQUEST", f"Invalid {method} params")
+            return await target.handler(call, value)
+        except SmithersError as exc:
+            raise translate(exc) from exc
+        finally:
+            self.ctx.metrics.duration((time.perf_counter() - started) * 1000)
+
+    def label(self, method: str) -> str:
+        """``rpc_calls_total``'s method label: the name called when something serves it."""
+        if method.startswith("ext."):
+            return "ext"
+        return method if method in self.ctx.methods else "other"
+
+    def error_frame(self, frame_id: str, exc: BaseException) -> dict[str, Any]:
+        """The error frame of any failure (counted in ``errors_total{code}``)."""
+        error = rpc_error(exc)
+        self.ctx.metrics.errors.labels(error.code).inc()
+        return error_frame(frame_id, error)
+
+
+__all__ = ["Dispatcher"]

@@ -1,0 +1,177 @@
+"""Params of core's RPC methods: pydantic models validated at the edge, and the small checks
+whose codes and messages upstream fixes (reference 5)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, StrictBool, StrictInt, StrictStr, ValidationError
+
+from smithers_core.contributions import RpcCall
+from smithers_core.errors import SmithersError
+
+MAX_OFFSET = 2**53 - 1
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class LaunchOptions(_Params):
+    maxConcurrency: StrictInt | None = None
+    allowNetwork: StrictBool | None = None
+    maxOutputBytes: StrictInt | None = None
+    toolTimeoutMs: StrictInt | None = None
+    idempotencyKey: StrictStr | None = None
+    runId: StrictStr | None = None
+    startedBy: dict[str, Any] | None = None
+
+
+class LaunchParams(_Params):
+    workflow: StrictStr
+    input: Any = None
+    runId: StrictStr | None = None
+    options: LaunchOptions | None = None
+
+
+class ListRunsFilter(_Params):
+    limit: Any = None
+    offset: Any = None
+    status: StrictStr | None = None
+    workflow: StrictStr | None = None
+    parentRunId: StrictStr | None = None
+    includeSystem: StrictBool | None = None
+
+
+class RerunParams(_Params):
+    runId: StrictStr
+    newRunId: StrictStr | None = None
+
+
+class AttemptsListParams(_Params):
+    runId: StrictStr
+    nodeId: StrictStr | None = None
+    iteration: StrictInt | None = None
+
+
+class AttemptGetParams(_Params):
+    runId: StrictStr
+    nodeId: StrictStr
+    iteration: StrictInt
+    attempt: StrictInt
+
+
+class ApprovalParams(_Params):
+    runId: StrictStr
+    nodeId: StrictStr
+    iteration: StrictInt = 0
+    approved: StrictBool | None = None
+    note: StrictStr | None = None
+    decision: dict[str, Any] | None = None
+
+
+class SignalParams(_Params):
+    runId: StrictStr
+    signalName: StrictStr | None = None
+    correlationKey: StrictStr | None = None
+    correlationId: StrictStr | None = None
+    payload: Any = None
+    data: Any = None
+
+
+def parse(model: type[Any], params: dict[str, Any], code: str, message: str) -> Any:
+    """``model`` validated from ``params``; a failure is ``code``/``message`` with the issues."""
+    try:
+        return model.model_validate(params)
+    except ValidationError as exc:
+        raise SmithersError(
+            code, message, {"issues": exc.errors(include_url=False, include_context=False)}
+        ) from exc
+
+
+def sub(params: dict[str, Any], name: str) -> dict[str, Any]:
+    """``params[name]`` when it is an object, else ``{}``."""
+    value = params.get(name)
+    return value if isinstance(value, dict) else {}
+
+
+def is_positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def positive_limit(value: Any, default: int, cap: int) -> int:
+    """A ``limit`` param: absent -> ``default``; not an integer >= 1 -> ``INVALID_INPUT``."""
+    limit = default if value is None else value
+    if not is_positive_int(limit):
+        raise SmithersError("INVALID_INPUT", "limit must be a positive integer")
+    return min(int(limit), cap)
+
+
+def offset_of(value: Any) -> int:
+    """An ``offset`` param: absent -> 0; a non-negative safe integer, else ``INVALID_REQUEST``."""
+    if value is None:
+        return 0
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0 or value > MAX_OFFSET:
+        raise SmithersError("INVALID_REQUEST", "offset must be a non-negative integer")
+    return value
+
+
+def run_id_of(params: dict[str, Any]) -> str:
+    """``params.runId``, else ``INVALID_REQUEST`` ``runId is required``."""
+    run_id = params.get("runId")
+    if not isinstance(run_id, str) or not run_id:
+        raise SmithersError("INVALID_REQUEST", "runId is required")
+    return run_id
+
+
+def started_by(value: Any) -> dict[str, Any] | None:
+    """``options.startedBy``: known keys only, strings clipped (``harness`` 64, ``sessionId``
+    256, ``prompt`` 8,192), ``detected`` only ``true``."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise SmithersError("INVALID_REQUEST", "options.startedBy must be an object")
+    limits = {"harness": 64, "sessionId": 256, "prompt": None}
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        if key == "detected":
+            if item is not True:
+                raise SmithersError(
+                    "INVALID_REQUEST", "options.startedBy.detected must be true when present"
+                )
+            out[key] = True
+            continue
+        if key not in limits:
+            raise SmithersError("INVALID_REQUEST", f"options.startedBy.{key} is not allowed")
+        if not isinstance(item, str):
+            raise SmithersError("INVALID_REQUEST", f"options.startedBy.{key} must be a string")
+        cap = limits[key]
+        out[key] = item[:cap] if cap is not None else item[:8192]
+    return out
+
+
+def auto_subscribe(call: RpcCall, run_id: str) -> None:
+    """D10: a run a socket acts on joins its subscribe list, if it has one."""
+    conn = call.connection
+    if conn is not None and conn.subscribed is not None:
+        conn.subscribed.add(run_id)
+
+
+__all__ = [
+    "ApprovalParams",
+    "AttemptGetParams",
+    "AttemptsListParams",
+    "LaunchOptions",
+    "LaunchParams",
+    "ListRunsFilter",
+    "RerunParams",
+    "SignalParams",
+    "auto_subscribe",
+    "is_positive_int",
+    "offset_of",
+    "parse",
+    "positive_limit",
+    "run_id_of",
+    "started_by",
+    "sub",
+]
