@@ -280,6 +280,12 @@ async def test_s30_missing_run_row(tmp_path: Path) -> None:
         err(await s.client.get("/events"), 404, "RUN_NOT_FOUND")  # changed: upstream hangs
 
 
+async def test_frames_never_check_the_run(tmp_path: Path) -> None:
+    async with serve(tmp_path, "slow", launch=False) as s:
+        r = await s.client.get("/frames?limit=abc&afterFrameNo=-5")
+        assert r.status_code == 200 and r.json() == []  # upstream serve: no run lookup
+
+
 async def test_s38_s39_approve_body_and_not_waiting(tmp_path: Path) -> None:
     async with serve(tmp_path, "approval") as s:
         await s.wait_status("waiting-approval")

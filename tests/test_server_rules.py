@@ -540,6 +540,22 @@ async def test_srv97_srv98_metrics(tmp_path: Path) -> None:
         assert not re.search(r"_created(\{| )", r.text)  # D9: no _created series
 
 
+async def test_route_labels_come_from_the_matched_route(tmp_path: Path) -> None:
+    async with server(tmp_path) as s:
+        await s.client.get("/v1/runs/x/cancel")  # a wrong method matches no route
+        await s.client.get("/nope")
+        await s.client.post("/v1/runs/x%20y/cancel")
+        lines = (await s.client.get("/metrics")).text.splitlines()
+        assert (
+            'smithers_http_requests_total{method="GET",route="unmatched",'
+            'status_class="4xx",status_code="404"} 2.0'
+        ) in lines
+        assert (
+            'smithers_http_requests_total{method="POST",route="/v1/runs/:runId/cancel",'
+            'status_class="4xx",status_code="404"} 1.0'
+        ) in lines
+
+
 async def test_metrics_runs_by_status_and_sse_gauge(tmp_path: Path) -> None:
     async with server(tmp_path) as s:
         run_id = await s.start("fast")

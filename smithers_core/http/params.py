@@ -1,4 +1,5 @@
-"""Query parameters with JavaScript ``Number()`` semantics (reference/server.md 1.6)."""
+"""Path and query parameters with JavaScript semantics (reference/server.md 1.6, 2.3, 5.3):
+``decodeURIComponent`` for path segments, ``Number()`` and ``parseInt`` for query values."""
 
 from __future__ import annotations
 
@@ -10,6 +11,31 @@ from smithers_core.http.errors import HttpError
 _DECIMAL = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 _PREFIXED = re.compile(r"^0([xXoObB])([0-9a-fA-F]+)$")
 _INT_PREFIX = re.compile(r"^\s*([+-]?\d+)")
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
+def strict_unquote(segment: str) -> str:
+    """``decodeURIComponent``: a malformed escape or bad UTF-8 is 500 ``SERVER_ERROR``
+    (upstream's answer), unlike ``urllib.parse.unquote``, which lets both through."""
+    if "%" not in segment:
+        return segment
+    out = bytearray()
+    i = 0
+    while i < len(segment):
+        ch = segment[i]
+        if ch == "%":
+            pair = segment[i + 1 : i + 3]
+            if len(pair) != 2 or not set(pair) <= _HEX:
+                raise HttpError(500, "SERVER_ERROR", "URI malformed")
+            out.append(int(pair, 16))
+            i += 3
+        else:
+            out.extend(ch.encode("utf-8"))
+            i += 1
+    try:
+        return out.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise HttpError(500, "SERVER_ERROR", "URI malformed") from exc
 
 
 def js_number(raw: str) -> float:
