@@ -555,7 +555,7 @@ class RunDriver:
     # -- attempts -------------------------------------------------------------------------
     def _cancel_attempt(self, infl: Inflight, reason: str) -> None:
         infl.reason = reason
-        infl.tctx._cancel()
+        infl.tctx.mark_cancelled()
         infl.scope.cancel()
 
     def _launch_attempt(self, spec: StartSpec) -> None:
@@ -611,7 +611,7 @@ class RunDriver:
                         raise result["error"]
                     outcome = ("ok", self._validate(leaf, result["value"]))
                 except TimeoutError:
-                    infl.tctx._cancel()
+                    infl.tctx.mark_cancelled()
                     outcome = (
                         "fail",
                         SmithersError(
@@ -645,7 +645,7 @@ class RunDriver:
                 break
             await anyio.sleep((due - now) / 1000)
         flag["heartbeat"] = True
-        infl.tctx._cancel()
+        infl.tctx.mark_cancelled()
         key, attempt, last = infl.key, infl.attempt, hb.last_beat_ms
 
         def change(tx: Tx) -> None:
