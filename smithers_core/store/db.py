@@ -46,6 +46,7 @@ STALE_AFTER_MS = 30_000
 
 
 def camel(name: str) -> str:
+    """A snake_case column name in camelCase (memoised)."""
     out = _CAMEL.get(name)
     if out is None:
         head, *rest = name.split("_")
@@ -57,6 +58,7 @@ def camel(name: str) -> str:
 def camel_row(
     row: sqlite3.Row | dict[str, Any], columns: Iterable[str] | None = None
 ) -> dict[str, Any]:
+    """A row as a dict with camelCase keys (only ``columns`` when given)."""
     keys = columns if columns is not None else row.keys()
     return {camel(k): row[k] for k in keys}
 
@@ -129,18 +131,22 @@ class SmithersDb:
 
     @property
     def epoch(self) -> str:
+        """The store's epoch (a UUID made with the store)."""
         return self.store.epoch
 
     async def call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run ``fn(*args, **kwargs)`` (a method of this class) in a worker thread."""
         import anyio.to_thread
 
         return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs))
 
     # -- runs -------------------------------------------------------------------------------
     def run_row(self, run_id: str) -> dict[str, Any] | None:
+        """The whole run row (snake_case), or None."""
         return self.store.read(lambda c: runs.run_row(c, run_id))
 
     def node_summary(self, conn: sqlite3.Connection, run_id: str) -> dict[str, int]:
+        """How many of the run's nodes are in each state."""
         return nodes.node_summary(conn, run_id)
 
     def get_run(self, run_id: str) -> dict[str, Any] | None:
@@ -158,6 +164,7 @@ class SmithersDb:
         return self.store.read(q)
 
     def run_status(self, run_id: str) -> str | None:
+        """The run's status, or None."""
         return self.store.read(lambda c: runs.run_status(c, run_id))
 
     def list_runs(self, limit: int = 50, status: str | None = None) -> list[dict[str, Any]]:
@@ -169,15 +176,18 @@ class SmithersDb:
         )
 
     def input_of(self, run_id: str) -> Any:
+        """The run's stored input payload, or None."""
         return self.store.read(lambda c: runs.run_input(c, run_id))
 
     # -- nodes, attempts, frames, outputs -----------------------------------------------------
     def list_node_states(self, run_id: str) -> list[dict[str, Any]]:
+        """The run's node rows (camelCase), least recently updated first."""
         return self.store.read(lambda c: [camel_row(r) for r in nodes.node_rows(c, run_id)])
 
     def list_attempts(
         self, run_id: str, node_id: str | None = None, iteration: int | None = None
     ) -> list[dict[str, Any]]:
+        """The run's attempts in start order, or one node's newest first (camelCase)."""
         return self.store.read(
             lambda c: [camel_row(r) for r in nodes.attempt_rows(c, run_id, node_id, iteration)]
         )
@@ -185,6 +195,8 @@ class SmithersDb:
     def get_attempt(
         self, run_id: str, node_id: str, iteration: int, attempt: int
     ) -> dict[str, Any] | None:
+        """One attempt row (camelCase), or None."""
+
         def q(c: sqlite3.Connection) -> dict[str, Any] | None:
             r = nodes.attempt_row(c, run_id, node_id, iteration, attempt)
             return camel_row(r) if r is not None else None
@@ -200,6 +212,8 @@ class SmithersDb:
         )
 
     def get_frame(self, run_id: str, frame_no: int | None = None) -> dict[str, Any] | None:
+        """Frame ``frame_no`` (the newest when None) as a camelCase row, or None."""
+
         def q(c: sqlite3.Connection) -> dict[str, Any] | None:
             r = frames.frame_row(c, run_id, frame_no)
             return camel_row(r) if r is not None else None
@@ -207,6 +221,7 @@ class SmithersDb:
         return self.store.read(q)
 
     def get_output(self, run_id: str, node_id: str, iteration: int = 0) -> Any:
+        """A node's output payload, or None."""
         return self.store.read(lambda c: nodes.output_payload(c, run_id, node_id, iteration))
 
     # -- approvals and signals --------------------------------------------------------------
@@ -216,9 +231,11 @@ class SmithersDb:
         return self.store.read(lambda c: approvals.pending_approvals(c, run_id))
 
     def approval(self, run_id: str, node_id: str, iteration: int = 0) -> dict[str, Any] | None:
+        """A node's approval row (snake_case), or None."""
         return self.store.read(lambda c: approvals.approval_row(c, run_id, node_id, iteration))
 
     def list_signals(self, run_id: str) -> list[dict[str, Any]]:
+        """Every signal of the run (camelCase), in seq order."""
         return self.store.read(lambda c: [camel_row(r) for r in signals.signal_rows(c, run_id)])
 
     # -- events -----------------------------------------------------------------------------
@@ -240,4 +257,5 @@ class SmithersDb:
         )
 
     def last_seq(self, run_id: str) -> int:
+        """The run's newest event seq, -1 before its first event."""
         return self.store.read(lambda c: events.last_event_seq(c, run_id))
