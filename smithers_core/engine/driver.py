@@ -39,6 +39,7 @@ from smithers_core.workflow.models import RunAuth
 
 log = logging.getLogger("smithers.engine")
 
+# a run with at most this many node + attempt rows is read inline on the loop (D13)
 INLINE_STATE_ROWS = 64
 
 
@@ -216,6 +217,8 @@ class RunDriver:
 
     # -- planning -------------------------------------------------------------------------
     def _plan(self, st: RunState) -> Step:
+        """Render and plan one cycle: the tree-shape changes alone when there are any, else
+        one walk's decisions (nothing new at all once a node failed for good)."""
         ctx = Ctx(
             input=self.input,
             run_id=self.run_id,
