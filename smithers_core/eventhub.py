@@ -14,6 +14,7 @@ import functools
 import itertools
 import json
 import logging
+import sqlite3
 import time
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable
@@ -24,6 +25,8 @@ import anyio
 import anyio.abc
 
 from smithers_core.engine.transitions import TERMINAL_RUN
+from smithers_core.store.events import event_rows, last_event_rowid, rows_after_rowid
+from smithers_core.store.runs import run_status
 from smithers_core.store.sqlite import CommittedEvent, SqliteStore
 
 log = logging.getLogger("smithers.eventhub")
@@ -70,11 +73,7 @@ class EventHub:
 
     async def __aenter__(self) -> EventHub:
         self._loop = asyncio.get_running_loop()
-        self._last_rowid = await self.store.aread(
-            lambda c: int(
-                c.execute("SELECT COALESCE(MAX(rowid), 0) FROM _smithers_events").fetchone()[0]
-            )
-        )
+        self._last_rowid = await self.store.aread(last_event_rowid)
         self.store.add_commit_listener(self._on_commit)
         self._stack = AsyncExitStack()
         tg = await self._stack.enter_async_context(anyio.create_task_group())
@@ -194,12 +193,8 @@ class EventHub:
         return page
 
     def status(self, run_id: str) -> str | None:
-        row = self.store.read(
-            lambda c: c.execute(
-                "SELECT status FROM _smithers_runs WHERE run_id = ?", (run_id,)
-            ).fetchone()
-        )
-        return None if row is None else str(row[0])
+        """The run's status (an indexed point read on the loop), None without such a run."""
+        return self.store.read(functools.partial(run_status, run_id=run_id))
 
     async def subscribe(
         self, run_id: str, after_seq: int = -1, *, until_terminal: bool = True
@@ -225,17 +220,9 @@ class EventHub:
                 await waiter.wait()
 
 
-def _page(conn: object, *, run_id: str, after_seq: int, n: int) -> list[StoredEvent]:
-    import sqlite3
-
-    assert isinstance(conn, sqlite3.Connection)
+def _page(conn: sqlite3.Connection, *, run_id: str, after_seq: int, n: int) -> list[StoredEvent]:
     return [
-        StoredEvent(run_id, r[0], r[1], r[2], r[3])
-        for r in conn.execute(
-            "SELECT seq, type, timestamp_ms, payload_json FROM _smithers_events"
-            " WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?",
-            (run_id, after_seq, n),
-        )
+        StoredEvent(run_id, r[0], r[1], r[2], r[3]) for r in event_rows(conn, run_id, after_seq, n)
     ]
 
 
@@ -243,18 +230,11 @@ TAIL_PAGE = 5000
 
 
 def _tail(
-    conn: object, *, after_rowid: int, skip: frozenset[int] = frozenset()
+    conn: sqlite3.Connection, *, after_rowid: int, skip: frozenset[int] = frozenset()
 ) -> tuple[int, int, list[CommittedEvent]]:
     """One page of rows after ``after_rowid``: ``(last rowid, row count, events)``, where the
     events leave out (and never decode) the rows in ``skip``, this process's own commits."""
-    import sqlite3
-
-    assert isinstance(conn, sqlite3.Connection)
-    rows = conn.execute(
-        "SELECT rowid, run_id, seq, type, payload_json FROM _smithers_events WHERE rowid > ?"
-        " ORDER BY rowid LIMIT ?",
-        (after_rowid, TAIL_PAGE),
-    ).fetchall()
+    rows = rows_after_rowid(conn, after_rowid, TAIL_PAGE)
     if not rows:
         return after_rowid, 0, []
     events = [

@@ -13,8 +13,9 @@ from typing import Any
 from smithers_core import jsonutil, scopes
 from smithers_core.auth import Identity
 from smithers_core.engine.engine import Engine
-from smithers_core.engine.transitions import TERMINAL_RUN, WAITING_RUN, bump_inbox, get_run_row
+from smithers_core.engine.transitions import TERMINAL_RUN, WAITING_RUN, get_run_row
 from smithers_core.errors import SmithersError
+from smithers_core.store import approvals, nodes, runs, signals
 from smithers_core.store.db import SmithersDb
 from smithers_core.store.sqlite import Tx
 from smithers_core.workflow.definition import Workflow
@@ -111,16 +112,8 @@ class RunService:
 
         def change(tx: Tx) -> dict[str, Any]:
             run = get_run_row(tx, run_id)
-            row = tx.one(
-                "SELECT * FROM _smithers_approvals WHERE run_id = ? AND node_id = ?"
-                " AND iteration = ?",
-                (run_id, node_id, iteration),
-            )
-            node = tx.one(
-                "SELECT state FROM _smithers_nodes WHERE run_id = ? AND node_id = ?"
-                " AND iteration = ?",
-                (run_id, node_id, iteration),
-            )
+            row = approvals.approval_row(tx.conn, run_id, node_id, iteration)
+            node = nodes.node_state(tx.conn, run_id, node_id, iteration)
             if row is not None and row["status"] in ("approved", "denied"):
                 raise SmithersError(
                     "ALREADY_DECIDED",
@@ -132,11 +125,7 @@ class RunService:
                         "status": row["status"],
                     },
                 )
-            if (
-                row is None
-                or node is None
-                or node[0] not in ("waiting-approval", "waiting_approval")
-            ):
+            if row is None or node not in ("waiting-approval", "waiting_approval"):
                 raise SmithersError(
                     "NODE_NOT_WAITING",
                     f"Node {node_id} (iteration {iteration}) is not waiting for approval",
@@ -164,47 +153,22 @@ class RunService:
                     {"allowedScopes": allowed_scopes},
                 )
             stored = _validate_decision(request, approved, decision)
-            tx.execute(
-                "UPDATE _smithers_approvals SET status = ?, decided_at_ms = ?, note = ?,"
-                " decided_by = ?, decision_json = ? WHERE run_id = ? AND node_id = ?"
-                " AND iteration = ?",
-                (
-                    "approved" if approved else "denied",
-                    tx.now,
-                    note,
-                    decided_by if decided_by is not None else who,
-                    jsonutil.dumps(stored) if stored is not None else row["decision_json"],
-                    run_id,
-                    node_id,
-                    iteration,
-                ),
-            )
-            tx.execute(
-                "UPDATE _smithers_nodes SET state = 'pending', updated_at_ms = ?"
-                " WHERE run_id = ? AND node_id = ? AND iteration = ?",
-                (tx.now, run_id, node_id, iteration),
-            )
-            tx.emit(
+            key = (node_id, iteration)
+            approvals.decide_approval(
+                tx,
                 run_id,
-                "ApprovalGranted" if approved else "ApprovalDenied",
-                nodeId=node_id,
-                iteration=iteration,
+                key,
+                approved=approved,
+                note=note,
+                decided_by=decided_by if decided_by is not None else who,
+                decision=stored,
             )
-            bump_inbox(tx, run_id)
+            nodes.set_node(tx, run_id, node_id, iteration, "pending")
+            runs.bump_inbox(tx, run_id)
             resumable = False
-            if run["status"] in WAITING_RUN:
-                remaining = tx.one(
-                    "SELECT COUNT(*) FROM _smithers_approvals WHERE run_id = ?"
-                    " AND status = 'requested'",
-                    (run_id,),
-                )
-                if remaining is not None and int(remaining[0]) == 0:
-                    tx.execute(
-                        "UPDATE _smithers_runs SET status = 'running', runtime_owner_id = NULL,"
-                        " heartbeat_at_ms = NULL, wake_at_ms = NULL WHERE run_id = ?",
-                        (run_id,),
-                    )
-                    resumable = True
+            if run["status"] in WAITING_RUN and approvals.requested_count(tx.conn, run_id) == 0:
+                runs.reopen_run(tx, run_id)
+                resumable = True
             return {
                 "runId": run_id,
                 "nodeId": node_id,
@@ -247,28 +211,12 @@ class RunService:
                     f"Run {run_id} is {run['status']}; it takes no more signals",
                     {"runId": run_id, "status": run["status"]},
                 )
-            row = tx.one(
-                "SELECT COALESCE(MAX(seq), -1) + 1 FROM _smithers_signals WHERE run_id = ?",
-                (run_id,),
-            )
-            seq = int(row[0]) if row is not None else 0
-            tx.execute(
-                "INSERT INTO _smithers_signals (run_id, seq, signal_name, correlation_id,"
-                " payload_json, received_at_ms, received_by) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (run_id, seq, name, correlation_id, encoded, tx.now, received_by),
-            )
-            tx.emit(
-                run_id, "SignalReceived", signalName=name, correlationId=correlation_id, seq=seq
-            )
-            bump_inbox(tx, run_id)
+            seq = signals.receive_signal(tx, run_id, name, correlation_id, encoded, received_by)
+            runs.bump_inbox(tx, run_id)
             resumable = False
             if run["status"] in WAITING_RUN:
-                for attempt in tx.all(
-                    "SELECT meta_json FROM _smithers_attempts WHERE run_id = ?"
-                    " AND state = 'waiting-event'",
-                    (run_id,),
-                ):
-                    wait = (jsonutil.loads(attempt[0]) or {}).get("waitForEvent") or {}
+                for attempt in nodes.attempts_in_states(tx.conn, run_id, ("waiting-event",)):
+                    wait = (jsonutil.loads(attempt["meta_json"]) or {}).get("waitForEvent") or {}
                     if (
                         wait.get("signalName") == name
                         and wait.get("correlationId") == correlation_id
@@ -276,11 +224,7 @@ class RunService:
                         resumable = True
                         break
                 if resumable:
-                    tx.execute(
-                        "UPDATE _smithers_runs SET status = 'running', runtime_owner_id = NULL,"
-                        " heartbeat_at_ms = NULL, wake_at_ms = NULL WHERE run_id = ?",
-                        (run_id,),
-                    )
+                    runs.reopen_run(tx, run_id)
             return {
                 "runId": run_id,
                 "seq": seq,

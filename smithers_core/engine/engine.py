@@ -14,7 +14,6 @@ import functools
 import logging
 import os
 import socket
-import sqlite3
 import uuid
 from collections.abc import Callable
 from contextlib import AsyncExitStack
@@ -22,23 +21,16 @@ from typing import Any
 
 import anyio
 import anyio.abc
-from pydantic import BaseModel
 
 from smithers_core import jsonutil
 from smithers_core.clock import now_ms
 from smithers_core.engine.driver import RunDriver
+from smithers_core.engine.host import SettledRun
 from smithers_core.engine.options import EngineOptions
-from smithers_core.engine.transitions import (
-    TERMINAL_RUN,
-    WAITING_RUN,
-    cancel_attempt,
-    cancel_waiting_nodes,
-    finish_run,
-    get_run_row,
-    node_event,
-    set_node,
-)
+from smithers_core.engine.transitions import TERMINAL_RUN, WAITING_RUN, get_run_row
 from smithers_core.errors import SmithersError
+from smithers_core.store import nodes, runs
+from smithers_core.store.events import node_event
 from smithers_core.store.sqlite import SqliteStore, Tx
 from smithers_core.workflow.definition import Workflow
 from smithers_core.workflow.models import RunAuth
@@ -85,7 +77,8 @@ def _is_zombie(pid: int) -> bool:
 
 
 class Engine:
-    """Executes and supervises runs in this process."""
+    """Executes and supervises runs in this process; the
+    :class:`~smithers_core.engine.host.RunHost` of its run drivers."""
 
     def __init__(
         self,
@@ -143,7 +136,10 @@ class Engine:
             stack, self._stack = self._stack, None
             await stack.aclose()
 
-    def _driver_done(self, driver: RunDriver) -> None:
+    def run_settled(self, driver: SettledRun) -> None:
+        """A driver stopped driving its run: forget it and tell the ``on_run_settled``
+        callbacks. Drivers call it once when they stop (``Engine`` is their
+        :class:`~smithers_core.engine.host.RunHost`)."""
         if self.active.get(driver.run_id) is driver:
             del self.active[driver.run_id]
         self._inbox.pop(driver.run_id, None)
@@ -188,32 +184,21 @@ class Engine:
         path = workflow_path or workflow.source_path
 
         def change(tx: Tx) -> None:
-            if tx.one("SELECT 1 FROM _smithers_runs WHERE run_id = ?", (run_id,)) is not None:
+            created = runs.create_run(
+                tx,
+                run_id=run_id,
+                parent_run_id=parent_run_id,
+                workflow_name=workflow.name,
+                workflow_path=path,
+                workflow_hash=workflow.source_hash,
+                owner_id=self.owner_id,
+                config=cfg,
+                input_payload=payload,
+            )
+            if not created:
                 raise SmithersError(
                     "RUN_ALREADY_EXISTS", f"Run already exists: {run_id}", {"runId": run_id}
                 )
-            tx.execute(
-                "INSERT INTO _smithers_runs (run_id, parent_run_id, workflow_name, workflow_path,"
-                " workflow_hash, status, created_at_ms, started_at_ms, heartbeat_at_ms,"
-                " runtime_owner_id, config_json) VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?)",
-                (
-                    run_id,
-                    parent_run_id,
-                    workflow.name,
-                    path,
-                    workflow.source_hash,
-                    tx.now,
-                    tx.now,
-                    tx.now,
-                    self.owner_id,
-                    jsonutil.dumps(cfg),
-                ),
-            )
-            tx.execute(
-                "INSERT INTO _smithers_input (run_id, payload_json) VALUES (?, ?)",
-                (run_id, jsonutil.dumps(payload)),
-            )
-            tx.emit(run_id, "RunStarted")
 
         await self.store.write(change)
         self._spawn(
@@ -246,14 +231,9 @@ class Engine:
 
         A terminal run executes nothing; a run another live process owns is left alone.
         """
-        row = await self.store.aread(
-            lambda c: c.execute(
-                "SELECT * FROM _smithers_runs WHERE run_id = ?", (run_id,)
-            ).fetchone()
-        )
+        row = await self.store.aread(lambda c: runs.run_row(c, run_id))
         if row is None:
             raise SmithersError("RUN_NOT_FOUND", f"Run not found: {run_id}", {"runId": run_id})
-        row = dict(row)
         if row["status"] in TERMINAL_RUN:
             return {"runId": run_id, "status": row["status"], "resumed": False}
         if run_id in self.active or run_id in self._resuming:
@@ -296,21 +276,11 @@ class Engine:
                     return {"claimed": False, "status": status}
             elif status not in WAITING_RUN:
                 return {"claimed": False, "status": status}
-            tx.execute(
-                "UPDATE _smithers_runs SET status = 'running', runtime_owner_id = ?,"
-                " heartbeat_at_ms = ?, wake_at_ms = NULL, finished_at_ms = NULL,"
-                " hijack_requested_at_ms = NULL, hijack_target = NULL, error_json = NULL"
-                " WHERE run_id = ?",
-                (owner_id, tx.now, run_id),
-            )
-            for a in tx.all(
-                "SELECT node_id, iteration, attempt FROM _smithers_attempts"
-                " WHERE run_id = ? AND state = 'in-progress' ORDER BY started_at_ms, node_id",
-                (run_id,),
-            ):
+            runs.claim_run(tx, run_id, owner_id)
+            for a in nodes.attempts_in_states(tx.conn, run_id, ("in-progress",)):
                 key = (a["node_id"], a["iteration"])
-                cancel_attempt(tx, run_id, key, int(a["attempt"]), "abandoned")
-                set_node(tx, run_id, key[0], key[1], "pending")
+                nodes.cancel_attempt(tx, run_id, key, int(a["attempt"]), "abandoned")
+                nodes.set_node(tx, run_id, key[0], key[1], "pending")
                 tx.emit(
                     run_id,
                     "NodeCancelled",
@@ -318,20 +288,13 @@ class Engine:
                 )
             previous = row["workflow_hash"]
             if previous and workflow.source_hash and previous != workflow.source_hash:
-                tx.execute(
-                    "UPDATE _smithers_runs SET workflow_hash = ? WHERE run_id = ?",
-                    (workflow.source_hash, run_id),
-                )
-                tx.emit(
-                    run_id, "WorkflowReloaded", previousHash=previous, hash=workflow.source_hash
-                )
+                runs.reload_workflow(tx, run_id, previous, workflow.source_hash)
             tx.emit(run_id, "RunStarted")
-            payload = tx.one("SELECT payload_json FROM _smithers_input WHERE run_id = ?", (run_id,))
             return {
                 "claimed": True,
                 "status": "running",
                 "config": jsonutil.loads(row["config_json"]) or {},
-                "input": jsonutil.loads(payload[0]) if payload is not None else None,
+                "input": runs.run_input(tx.conn, run_id),
             }
 
         if self._tg is None or self._closing:
@@ -344,7 +307,7 @@ class Engine:
             value = workflow.validate_input(result["input"])
         except SmithersError as exc:
             error = {"name": "SmithersError", **exc.to_dict()}
-            await self.store.write(lambda tx: finish_run(tx, run_id, "failed", error))
+            await self.store.write(lambda tx: runs.finish_run(tx, run_id, "failed", error))
             return {"runId": run_id, "status": "failed", "resumed": False}
         auth = RunAuth.model_validate(config["auth"]) if config.get("auth") else None
         network = bool(config.get("allowNetwork", self.allow_network))
@@ -391,14 +354,10 @@ class Engine:
                 )
             )
             if live:
-                tx.execute(
-                    "UPDATE _smithers_runs SET cancel_requested_at_ms = ?,"
-                    " inbox_seq = inbox_seq + 1 WHERE run_id = ?",
-                    (tx.now, run_id),
-                )
+                runs.request_cancel(tx, run_id)
                 return "cancelling"
-            cancel_waiting_nodes(tx, run_id, "run-cancelled")
-            finish_run(tx, run_id, "cancelled")
+            nodes.cancel_waiting_nodes(tx, run_id, "run-cancelled")
+            runs.finish_run(tx, run_id, "cancelled")
             return "cancelled"
 
         status = await self.store.write(change)
@@ -428,17 +387,10 @@ class Engine:
             await anyio.sleep(interval)
             if not self.active:
                 continue
-            owner = self.owner_id
-
-            def beat(tx: Tx, owner: str = owner) -> None:
-                tx.execute(
-                    "UPDATE _smithers_runs SET heartbeat_at_ms = ?"
-                    " WHERE runtime_owner_id = ? AND status = 'running'",
-                    (tx.now, owner),
-                )
-
             try:
-                await self.store.write(beat)
+                await self.store.write(
+                    functools.partial(runs.heartbeat_runs, owner_id=self.owner_id)
+                )
             except Exception:
                 log.exception("owner heartbeat failed")
 
@@ -450,7 +402,7 @@ class Engine:
                 continue
             owner = self.owner_id
             try:
-                rows = await self.store.aread(functools.partial(_owned_runs, owner=owner))
+                rows = await self.store.aread(functools.partial(runs.owned_runs, owner_id=owner))
             except Exception:
                 log.exception("cancel poll failed")
                 continue
@@ -471,19 +423,11 @@ class Engine:
         while True:
             await anyio.sleep(interval)
             try:
-                rows = await self.store.aread(
-                    lambda c: c.execute(
-                        "SELECT run_id FROM _smithers_runs WHERE (wake_at_ms IS NOT NULL"
-                        " AND wake_at_ms <= ? AND status IN"
-                        " ('waiting-timer', 'waiting-event', 'waiting-approval'))"
-                        " OR (status = 'running' AND runtime_owner_id IS NULL)",
-                        (now_ms(),),
-                    ).fetchall()
-                )
+                run_ids = await self.store.aread(lambda c: runs.due_run_ids(c, now_ms()))
             except Exception:
                 log.exception("timer sweep failed")
                 continue
-            for (run_id,) in rows:
+            for run_id in run_ids:
                 await self._try_resume(run_id)
 
     async def _sweep_loop(self) -> None:
@@ -496,13 +440,7 @@ class Engine:
         stale_before = now_ms() - self.options.stale_after_ms
         try:
             rows = await self.store.aread(
-                lambda c: c.execute(
-                    "SELECT run_id, runtime_owner_id, heartbeat_at_ms FROM _smithers_runs"
-                    " WHERE status = 'running' AND (heartbeat_at_ms IS NULL OR runtime_owner_id"
-                    " IS NULL OR heartbeat_at_ms < ? OR runtime_owner_id LIKE ?)"
-                    " ORDER BY heartbeat_at_ms",
-                    (stale_before, f"%@{HOSTNAME}"),
-                ).fetchall()
+                lambda c: runs.stale_running_runs(c, stale_before, HOSTNAME)
             )
         except Exception:
             log.exception("stale-run sweep failed")
@@ -551,15 +489,3 @@ def run_limits(config: dict[str, Any]) -> dict[str, int | None]:
         "tool_timeout_ms": _positive_int(config.get("toolTimeoutMs")),
         "max_output_bytes": _positive_int(config.get("maxOutputBytes")),
     }
-
-
-def _owned_runs(conn: sqlite3.Connection, *, owner: str) -> list[sqlite3.Row]:
-    return conn.execute(
-        "SELECT run_id, cancel_requested_at_ms, inbox_seq FROM _smithers_runs"
-        " WHERE runtime_owner_id = ?",
-        (owner,),
-    ).fetchall()
-
-
-def input_model_dump(value: BaseModel) -> dict[str, Any]:
-    return value.model_dump(mode="json", by_alias=True)

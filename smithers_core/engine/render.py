@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from smithers_core import jsonutil
 from smithers_core.errors import SmithersError
+from smithers_core.store.loops import LoopState
 from smithers_core.workflow.context import Ctx
 from smithers_core.workflow.definition import Workflow
 from smithers_core.workflow.nodes import (
@@ -64,12 +65,6 @@ class PLoop:
 
 
 PNode = PLeaf | PSeq | PPar | PLoop
-
-
-@dataclass(slots=True)
-class LoopState:
-    iteration: int = 0
-    done: bool = False
 
 
 @dataclass(slots=True)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-import os
 import queue
 import sqlite3
 import threading
@@ -26,6 +25,7 @@ from typing import Any, TypeVar
 from smithers_core import jsonutil
 from smithers_core.clock import now_ms
 from smithers_core.errors import SmithersError
+from smithers_core.store.events import last_event_seq, rows_after_rowid
 from smithers_core.store.schema import MIGRATIONS, SCHEMA_VERSION
 
 log = logging.getLogger("smithers.store")
@@ -71,11 +71,7 @@ class Tx:
     def next_seq(self, run_id: str) -> int:
         seq = self._next_seq.get(run_id)
         if seq is None:
-            row = self.conn.execute(
-                "SELECT COALESCE(MAX(seq), -1) + 1 FROM _smithers_events WHERE run_id = ?",
-                (run_id,),
-            ).fetchone()
-            seq = int(row[0])
+            seq = last_event_seq(self.conn, run_id) + 1
         return seq
 
     def emit(self, run_id: str, type: str, **fields: Any) -> dict[str, Any]:
@@ -350,29 +346,10 @@ class SqliteStore:
         return await anyio.to_thread.run_sync(self.read, fn)
 
     # -- event tailing (other processes) --------------------------------------------------
-    def max_event_rowid(self) -> int:
-        return self.read(
-            lambda c: int(
-                c.execute("SELECT COALESCE(MAX(rowid), 0) FROM _smithers_events").fetchone()[0]
-            )
-        )
-
     def tail(self, after_rowid: int, limit: int = 1000) -> list[CommittedEvent]:
         """Events committed after ``after_rowid`` by any process, in commit order."""
-
-        def q(c: sqlite3.Connection) -> list[CommittedEvent]:
-            rows = c.execute(
-                "SELECT rowid, run_id, seq, type, payload_json FROM _smithers_events"
-                " WHERE rowid > ? ORDER BY rowid LIMIT ?",
-                (after_rowid, limit),
-            ).fetchall()
-            return [
-                CommittedEvent(r[1], r[2], r[3], jsonutil.loads(r[4]), r[4].encode(), r[0])
-                for r in rows
-            ]
-
-        return self.read(q)
-
-
-def process_label() -> str:
-    return f"pid:{os.getpid()}"
+        rows = self.read(lambda c: rows_after_rowid(c, after_rowid, limit))
+        return [
+            CommittedEvent(r[1], r[2], r[3], jsonutil.loads(r[4]), r[4].encode(), r[0])
+            for r in rows
+        ]

@@ -137,7 +137,8 @@ class TaskContext:
         """True once the attempt was cancelled or timed out (threads should stop)."""
         return self._cancelled.is_set()
 
-    def _cancel(self) -> None:
+    def mark_cancelled(self) -> None:
+        """Tell the task its attempt was cancelled or timed out (sets :attr:`cancelled`)."""
         self._cancelled.set()
 
     def heartbeat(self, data: Any = None) -> None:

@@ -1,4 +1,4 @@
-"""A run's persisted state, read in one snapshot before each render."""
+"""A run's persisted state, read in one snapshot (one read transaction) before each render."""
 
 from __future__ import annotations
 
@@ -7,11 +7,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from smithers_core import jsonutil
-from smithers_core.engine.render import Key, LoopState
+from smithers_core.store.frames import latest_frame_hash
+from smithers_core.store.loops import LoopState, loop_states
+from smithers_core.store.runs import run_row
+
+Key = tuple[str, int]
 
 
 @dataclass(slots=True)
 class RunState:
+    """The run row and everything its nodes stored, keyed ``(node_id, iteration)``: node
+    rows, attempts (oldest first, ``meta`` decoded), outputs, approvals, the signals no wait
+    took yet (in seq order), loop progress and the newest frame."""
+
     run: dict[str, Any]
     nodes: dict[Key, dict[str, Any]] = field(default_factory=dict)
     attempts: dict[Key, list[dict[str, Any]]] = field(default_factory=dict)
@@ -23,22 +31,26 @@ class RunState:
     last_frame_hash: str | None = None
 
     def node_state(self, key: Key) -> str | None:
+        """The node's state, None when it is not mounted yet."""
         node = self.nodes.get(key)
         return None if node is None else str(node["state"])
 
     def last_attempt(self, key: Key) -> dict[str, Any] | None:
+        """The node's newest attempt, or None."""
         rows = self.attempts.get(key)
         return rows[-1] if rows else None
 
     def failed_attempts(self, key: Key) -> int:
+        """How many of the node's attempts failed."""
         return sum(1 for a in self.attempts.get(key, ()) if a["state"] == "failed")
 
 
 def load_run_state(conn: sqlite3.Connection, run_id: str) -> RunState | None:
-    row = conn.execute("SELECT * FROM _smithers_runs WHERE run_id = ?", (run_id,)).fetchone()
-    if row is None:
+    """The run's state, or None when there is no such run."""
+    run = run_row(conn, run_id)
+    if run is None:
         return None
-    st = RunState(run=dict(row))
+    st = RunState(run=run)
     for r in conn.execute("SELECT * FROM _smithers_nodes WHERE run_id = ?", (run_id,)):
         st.nodes[(r["node_id"], r["iteration"])] = dict(r)
     for r in conn.execute(
@@ -60,22 +72,8 @@ def load_run_state(conn: sqlite3.Connection, run_id: str) -> RunState | None:
         (run_id,),
     ):
         st.signals.append(dict(r))
-    for r in conn.execute(
-        "SELECT ralph_id, iteration, done FROM _smithers_ralph WHERE run_id = ?", (run_id,)
-    ):
-        st.loops[r["ralph_id"]] = LoopState(int(r["iteration"]), bool(r["done"]))
-    frame = conn.execute(
-        "SELECT frame_no, xml_hash FROM _smithers_frames WHERE run_id = ?"
-        " ORDER BY frame_no DESC LIMIT 1",
-        (run_id,),
-    ).fetchone()
+    st.loops = loop_states(conn, run_id)
+    frame = latest_frame_hash(conn, run_id)
     if frame is not None:
-        st.last_frame_no, st.last_frame_hash = int(frame[0]), str(frame[1])
+        st.last_frame_no, st.last_frame_hash = frame
     return st
-
-
-def load_input(conn: sqlite3.Connection, run_id: str) -> Any:
-    row = conn.execute(
-        "SELECT payload_json FROM _smithers_input WHERE run_id = ?", (run_id,)
-    ).fetchone()
-    return None if row is None else jsonutil.loads(row[0])
