@@ -1,11 +1,19 @@
-"""Smithers for Python: the minimal core (hook specs, plugin manager, engine, store, hosts)."""
+"""Smithers for Python: the minimal core (hook specs, plugin manager, engine, store, hosts).
+
+The package root is the public API: the workflow model (``workflow``, ``Task``, ``Seq`` ...),
+the three hosts (``start_server``, ``create_serve_app``, ``Gateway``), ``SmithersError`` and
+``hookimpl`` for plugins. ``tests/test_public_api.py`` pins these names.
+"""
 
 from __future__ import annotations
 
 from importlib import metadata
 
 from smithers_core.errors import SmithersError
+from smithers_core.gateway.gateway import Gateway
 from smithers_core.hookspecs import hookimpl
+from smithers_core.hosts.serve import create_serve_app
+from smithers_core.hosts.server import start_server
 from smithers_core.workflow.context import Ctx, TaskContext
 from smithers_core.workflow.definition import Workflow, workflow
 from smithers_core.workflow.loader import load_workflow
@@ -33,6 +41,7 @@ __all__ = [
     "ApprovalOption",
     "AutoApprove",
     "Ctx",
+    "Gateway",
     "Loop",
     "Par",
     "Ranking",
@@ -46,7 +55,9 @@ __all__ = [
     "WaitSignal",
     "Workflow",
     "__version__",
+    "create_serve_app",
     "hookimpl",
     "load_workflow",
+    "start_server",
     "workflow",
 ]

@@ -550,6 +550,23 @@ async def test_headers_timeout_answers_408(tmp_path: Path) -> None:
         assert data.startswith(b"HTTP/1.1 408")
 
 
+async def test_approvals_of_cancelled_runs_are_no_longer_pending(tmp_path: Path) -> None:
+    """One pending-approvals query for every surface: a requested approval counts only while
+    its run is live and its node waits (the gateway's own query once listed cancelled runs)."""
+    async with running(make_gateway(tmp_path, tokens=TOKENS)) as gw, http(gw, OP_TOKEN) as c:
+        first = (await rpc(c, "launchRun", {"workflow": "gated"})).json()["payload"]["runId"]
+        second = (await rpc(c, "launchRun", {"workflow": "gated"})).json()["payload"]["runId"]
+        await _status(c, first, "waiting-approval")
+        await _status(c, second, "waiting-approval")
+        rows = (await rpc(c, "listApprovals", {})).json()["payload"]
+        assert sorted(r["runId"] for r in rows) == sorted([first, second])
+        cancelled = await rpc(c, "cancelRun", {"runId": first})
+        assert cancelled.json()["payload"] == {"runId": first, "status": "cancelled"}
+        rows = (await rpc(c, "listApprovals", {})).json()["payload"]
+        assert [r["runId"] for r in rows] == [second]
+        assert gw.runtime.db.pending_approvals(first) == []  # start_server's list agrees
+
+
 async def test_approval_scopes_and_filters(tmp_path: Path) -> None:
     from tests.fixtures.gateway import workflows as wfs
 

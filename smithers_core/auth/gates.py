@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from urllib.parse import urlsplit
 
 from smithers_core.auth.tokens import credential_is_cookie_only
-from smithers_core.http.binding import is_loopback_host
+from smithers_core.loopback import is_loopback_host
 
 TRUST_ANY_HOST_ENV = "SMITHERS_GATEWAY_TRUST_ANY_HOST"
 

@@ -35,7 +35,8 @@ from smithers_core.gateway.routing import GatewayApp
 from smithers_core.gateway.run_views import run_config
 from smithers_core.gateway.streams import RunStreams
 from smithers_core.gateway.transport import gateway_protocol
-from smithers_core.http.binding import BoundServer, is_loopback_host, serve_app
+from smithers_core.http.binding import BoundServer, serve_app
+from smithers_core.loopback import is_loopback_host
 from smithers_core.plugins import PluginHost, load_plugins
 from smithers_core.registrations import Registration, make_registration
 from smithers_core.runtime import Runtime

@@ -4,7 +4,8 @@ authentication and the route's scope first (D3). Failures answer the gateway's R
 error with its status; unknown paths 404, unknown upgrade paths are refused with 404.
 
 An endpoint is a raw ASGI app (``asgi=True``) or Starlette-style (``endpoint(request)``
-returning a response, ``endpoint(websocket)``). The caller's identity is in
+returning a response, ``endpoint(websocket)``). A template route's ``{name}`` segments are in
+``scope["path_params"]`` (``request.path_params``). The caller's identity is in
 ``scope["state"]["identity"]`` (``request.state.identity``), and an HTTP endpoint also finds
 the decoded headers in ``scope["state"]["headers"]``.
 """
@@ -90,6 +91,8 @@ class GatewayApp:
             await not_found(send)
             return
         route = found.target
+        if found.params:
+            scope["path_params"] = found.params
         if route.asgi and route.auth == "public":
             await route.endpoint(scope, receive, send)
             return
@@ -121,6 +124,8 @@ class GatewayApp:
         if found is None:
             return self._refuse(scope, receive, send)
         route = found.target
+        if found.params:
+            scope["path_params"] = found.params
         if route.asgi and route.auth == "public":
             result: Awaitable[None] = route.endpoint(scope, receive, send)
             return result

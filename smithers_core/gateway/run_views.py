@@ -11,7 +11,10 @@ from smithers_core.engine.transitions import TERMINAL_RUN
 from smithers_core.errors import SmithersError
 from smithers_core.gateway.registry import WorkflowRegistry
 from smithers_core.runtime import Runtime
+from smithers_core.store.approvals import pending_approvals
 from smithers_core.store.db import RUN_COLUMNS, camel_row
+from smithers_core.store.nodes import node_states
+from smithers_core.store.runs import iter_runs
 from smithers_core.store.sqlite import CommittedEvent
 
 ACTIVE_STATUSES = ("running", "waiting-approval", "waiting-event", "waiting-timer", "paused")
@@ -178,66 +181,6 @@ class RunViews:
 
         result: list[dict[str, Any]] = await self.runtime.store.aread(q)
         return result
-
-
-def iter_runs(
-    c: Any,
-    *,
-    status: str | None = None,
-    statuses: tuple[str, ...] | None = None,
-    parent_run_id: str | None = None,
-) -> Any:
-    conds: list[str] = []
-    args: list[Any] = []
-    if status:
-        conds.append("status = ?")
-        args.append(status)
-    if statuses:
-        conds.append(f"status IN ({', '.join('?' for _ in statuses)})")
-        args.extend(statuses)
-    if parent_run_id:
-        conds.append("parent_run_id = ?")
-        args.append(parent_run_id)
-    sql = "SELECT * FROM _smithers_runs"
-    if conds:
-        sql += " WHERE " + " AND ".join(conds)
-    sql += " ORDER BY created_at_ms DESC, rowid DESC"
-    for r in c.execute(sql, args):
-        yield dict(r)
-
-
-def node_states(c: Any, run_id: str) -> list[dict[str, Any]]:
-    rows = c.execute(
-        "SELECT n.node_id, n.iteration, n.state, n.last_attempt, n.updated_at_ms,"
-        " n.label, a.started_at_ms, a.finished_at_ms FROM _smithers_nodes n"
-        " LEFT JOIN _smithers_attempts a ON a.run_id = n.run_id AND a.node_id = n.node_id"
-        " AND a.iteration = n.iteration AND a.attempt = n.last_attempt"
-        " WHERE n.run_id = ? ORDER BY n.updated_at_ms, n.node_id, n.iteration",
-        (run_id,),
-    ).fetchall()
-    return [
-        {
-            "nodeId": r[0],
-            "iteration": r[1],
-            "state": r[2],
-            "lastAttempt": r[3],
-            "updatedAtMs": r[4],
-            "label": r[5],
-            "startedAtMs": r[6],
-            "finishedAtMs": r[7],
-        }
-        for r in rows
-    ]
-
-
-def pending_approvals(c: Any, run_id: str | None) -> list[dict[str, Any]]:
-    rows = c.execute(
-        "SELECT a.*, r.workflow_name, r.workflow_path, r.config_json FROM _smithers_approvals a"
-        " JOIN _smithers_runs r ON r.run_id = a.run_id WHERE a.status = 'requested'"
-        " AND (? IS NULL OR a.run_id = ?) ORDER BY a.requested_at_ms, a.run_id",
-        (run_id, run_id),
-    ).fetchall()
-    return [dict(r) for r in rows]
 
 
 __all__ = ["ACTIVE_STATUSES", "RunViews", "run_config"]

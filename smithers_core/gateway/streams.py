@@ -29,6 +29,7 @@ reordered. Stream seq = db seq + 1, so a cursor stays valid across gateway resta
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 from collections import OrderedDict
@@ -46,6 +47,7 @@ from smithers_core.eventhub import StoredEvent
 from smithers_core.gateway.connection import Connection
 from smithers_core.gateway.context import GatewayContext
 from smithers_core.gateway.events import map_event_json
+from smithers_core.store.events import newest_missing_event_seq
 
 PAGE = 500
 FRAGMENT_CACHE = 4096
@@ -310,25 +312,9 @@ class RunStreams:
         if hi < lo:
             return None
 
-        def q(c: Any) -> int | None:
-            count = c.execute(
-                "SELECT COUNT(*) FROM _smithers_events WHERE run_id = ? AND seq BETWEEN ? AND ?",
-                (run_id, lo, hi),
-            ).fetchone()[0]
-            if count == hi - lo + 1:
-                return None
-            expected = hi
-            for (seq,) in c.execute(
-                "SELECT seq FROM _smithers_events WHERE run_id = ? AND seq BETWEEN ? AND ?"
-                " ORDER BY seq DESC",
-                (run_id, lo, hi),
-            ):
-                if seq != expected:
-                    break
-                expected -= 1
-            return expected
-
-        result: int | None = await rt.store.aread(q)
+        result: int | None = await rt.store.aread(
+            functools.partial(newest_missing_event_seq, run_id=run_id, lo=lo, hi=hi)
+        )
         return result
 
     async def _wait_drained(self, stream: RunStream) -> None:

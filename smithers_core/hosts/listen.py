@@ -11,7 +11,8 @@ import anyio
 from smithers_core.errors import SmithersError
 from smithers_core.hosts.app import HostApp
 from smithers_core.hosts.options import HEADERS_TIMEOUT_MS, REQUEST_TIMEOUT_MS, option_ms
-from smithers_core.http.binding import BoundServer, is_loopback_host, serve_app
+from smithers_core.http.binding import BoundServer, serve_app
+from smithers_core.loopback import is_loopback_host
 
 CLOSE_GRACE_S = 3
 

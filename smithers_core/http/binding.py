@@ -7,7 +7,6 @@ Hosts bind 127.0.0.1 unless told otherwise; a TCP port of 0 picks a free port.
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import logging
 import os
 import socket
@@ -22,22 +21,6 @@ import uvicorn
 from smithers_core.errors import SmithersError
 
 log = logging.getLogger("smithers.http")
-
-LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
-
-
-def is_loopback_host(host: str) -> bool:
-    """True for ``localhost``, ``*.localhost``, 127.0.0.0/8, ``::1`` and ``::ffff:127.x``."""
-    h = host.strip().lower().strip("[]")
-    if h in LOOPBACK_NAMES or h.endswith(".localhost"):
-        return True
-    try:
-        ip = ipaddress.ip_address(h)
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped.is_loopback
-    return ip.is_loopback
 
 
 class HostServer(uvicorn.Server):
