@@ -1,114 +1,129 @@
-"""The ``smithers`` command line. Every command has ``--help``; ``--version`` prints the version."""
+"""``smithers``: a parser built from every plugin's commands, then the chosen command.
+
+Commands arrive through the ``smithers_cli_commands`` hook (core's own from the default plugin
+``core.cli``). The plugins are found with the configuration rules of every command (D2:
+``--config PATH`` anywhere on the command line, else ``$SMITHERS_CONFIG``, else
+``./smithers.toml``), honouring ``[plugins] disable`` and ``SMITHERS_DISABLE_PLUGINS``. Building
+the parser is never strict: a broken optional plugin or a configuration that does not load
+leaves every other command working, and each command reports its own configuration errors
+(``error: CODE: message``, exit 2). Required plugins are checked by the commands that use them.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
+import functools
+import logging
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 from smithers_core import __version__
-from smithers_core.config import load_config
+from smithers_core.config import PluginsSection, load_config
 from smithers_core.errors import SmithersError
-from smithers_core.plugins import PluginHost, load_plugins
+from smithers_core.plugins import ENV_DISABLED, PluginHost, load_plugins
+
+PROG = "smithers"
+PLUGIN_LOG = logging.getLogger("smithers.plugins")
 
 
-def _add_config_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--config",
-        metavar="PATH",
-        help="config file (default: $SMITHERS_CONFIG, else ./smithers.toml if present)",
+def config_option(argv: Sequence[str]) -> str | None:
+    """The value of the last ``--config PATH`` (or ``--config=PATH``) on the command line."""
+    found: str | None = None
+    for i, arg in enumerate(argv):
+        if arg == "--":
+            break
+        if arg == "--config" and i + 1 < len(argv):
+            found = argv[i + 1]
+        elif arg.startswith("--config="):
+            found = arg.partition("=")[2]
+    return found
+
+
+@contextlib.contextmanager
+def _plugin_warnings_held() -> Iterator[None]:
+    """Plugin load failures are not logged while the parser is built; a parse error names them
+    (see :func:`_note_broken_plugins`) and commands that load plugins report them again."""
+    level = PLUGIN_LOG.level
+    PLUGIN_LOG.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        PLUGIN_LOG.setLevel(level)
+
+
+def load_command_plugins(
+    argv: Sequence[str], environ: Mapping[str, str] | None = None
+) -> PluginHost:
+    """The plugins whose commands the parser offers: every discovered plugin not disabled."""
+    env = os.environ if environ is None else environ
+    disabled: list[str] = []
+    with contextlib.suppress(SmithersError):  # the command reports it when it loads the config
+        disabled = load_config(config_option(argv), env).plugins.disable
+    return load_plugins(
+        PluginsSection(disable=disabled), {ENV_DISABLED: env.get(ENV_DISABLED, "")}, strict=False
     )
 
 
-def _plugins_list(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
-    host: PluginHost = load_plugins(config.plugins, strict=False)
-    host.list_public_routes()
-    infos = host.sorted_infos()
-    if args.json:
-        print(json.dumps([i.to_json() for i in infos], indent=2))
-    else:
-        rows = [("NAME", "DISTRIBUTION", "VERSION", "ENABLED", "STATE", "HOOKS")]
-        for i in infos:
-            state = "loaded" if i.loaded else ("error" if i.error else "-")
-            rows.append(
-                (
-                    i.name + (" (required)" if i.required else ""),
-                    i.distribution or "-",
-                    i.version or "-",
-                    "yes" if i.enabled else "no",
-                    state,
-                    ", ".join(i.hooks) or "-",
-                )
-            )
-        widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
-        for r in rows:
-            print("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip())
-        for i in infos:
-            if i.error:
-                print(f"\n{i.name}: {i.error}", file=sys.stderr)
-            if i.public_routes:
-                print(f"{i.name}: public routes {', '.join(i.public_routes)}")
-    return 1 if host.failed_required() else 0
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="smithers",
-        description="Smithers for Python: durable, human-in-the-loop workflows.",
-    )
-    parser.add_argument("--version", action="version", version=f"smithers {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-
-    plugins = commands.add_parser("plugins", help="inspect installed plugins")
-    plugin_cmds = plugins.add_subparsers(dest="plugins_command", metavar="SUBCOMMAND")
-    listing = plugin_cmds.add_parser("list", help="list every discovered plugin")
-    listing.add_argument("--json", action="store_true", help="machine-readable output")
-    _add_config_option(listing)
-    listing.set_defaults(handler=_plugins_list)
-    plugins.set_defaults(handler=lambda _a: _usage(plugins))
-
-    _register_later_commands(commands)
-    return parser
-
-
-def _register_later_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Commands that live in their own modules register themselves here."""
-    for module_name in (
-        "smithers_core.cli_runs",
-        "smithers_core.cli_server",
-        "smithers_core.cli_gateway",
-        "smithers_core.cli_token",
-    ):
-        try:
-            module = __import__(module_name, fromlist=["register"])
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue
-        module.register(commands)
-
-
-def _usage(parser: argparse.ArgumentParser) -> int:
+def _print_usage(parser: argparse.ArgumentParser, _args: argparse.Namespace) -> int:
     parser.print_help(sys.stderr)
     return 2
 
 
+def build_parser(host: PluginHost) -> argparse.ArgumentParser:
+    """The ``smithers`` parser with one subcommand per contributed :class:`CliCommand`.
+
+    A command (or a group of subcommands) without a handler prints its help and exits 2.
+    """
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Smithers for Python: durable, human-in-the-loop workflows.",
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    parser.set_defaults(handler=functools.partial(_print_usage, parser))
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for command in host.cli_commands():
+        sub = commands.add_parser(command.name, help=command.help, description=command.description)
+        sub.set_defaults(handler=functools.partial(_print_usage, sub))
+        command.configure(sub)
+    return parser
+
+
+def _note_broken_plugins(host: PluginHost) -> None:
+    """After a usage error: the plugins that failed to load, whose commands may be missing."""
+    for info in host.sorted_infos():
+        if info.enabled and info.error:
+            dist = f" ({info.distribution} {info.version})" if info.distribution else ""
+            print(
+                f"note: plugin '{info.name}'{dist} did not load, so its commands and options"
+                f" are missing: {info.error}",
+                file=sys.stderr,
+            )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    handler = getattr(args, "handler", None)
-    if handler is None:
-        parser.print_help(sys.stderr)
+    """Run ``smithers`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit code."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    try:
+        with _plugin_warnings_held():
+            host = load_command_plugins(arguments)
+            parser = build_parser(host)
+    except SmithersError as exc:
+        print(f"error: {exc.code}: {exc.message}", file=sys.stderr)
         return 2
     try:
-        code: int = handler(args)
+        args = parser.parse_args(arguments)
+    except SystemExit as exc:
+        if exc.code not in (0, None):
+            _note_broken_plugins(host)
+        raise
+    try:
+        code: int = args.handler(args)
     except SmithersError as exc:
         print(f"error: {exc.code}: {exc.message}", file=sys.stderr)
         return 2
     return code
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+__all__ = ["build_parser", "config_option", "load_command_plugins", "main"]

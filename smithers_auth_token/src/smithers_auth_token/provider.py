@@ -6,40 +6,32 @@ re-read when it changes, so revocations apply without a restart). A grant is
 ``{role, scopes, user_id?, token_id?, issued_at_ms?, expires_at_ms?, revoked_at_ms?}``
 (camelCase accepted). Presented tokens are hashed and compared with every configured digest
 in constant time; ``tokenId`` defaults to the first 16 hex characters of sha256(token).
+
+The mode also provides the gateway's operator credentials
+(:class:`~smithers_core.auth.capabilities.OperatorAccessProvider`, see ``operator.py``).
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import os
 import time
-import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
-from smithers_core.auth import AuthMode, AuthRequest, Identity
+from smithers_auth_token.grants import TokenGrant, key_digest, parse_tokens_text, token_digest
+from smithers_auth_token.operator import prepare_operator_access
+from smithers_core.auth import AuthRequest, Identity
+from smithers_core.auth.capabilities import OperatorAccess
+from smithers_core.auth.tokens import token_id
 from smithers_core.errors import SmithersError
-from smithers_core.hookspecs import hookimpl
 
+MODE = "token"
 REFRESH = {"refresh": "smithers token issue"}
-DIGEST_PREFIX = "sha256:"
-
-
-class TokenGrant(BaseModel):
-    """What one token grants."""
-
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
-    role: str = "operator"
-    scopes: list[str] = Field(default_factory=list)
-    user_id: str | None = None
-    token_id: str | None = None
-    issued_at_ms: int | None = None
-    expires_at_ms: int | None = None
-    revoked_at_ms: int | None = None
 
 
 class TokenAuthConfig(BaseModel):
@@ -54,32 +46,8 @@ class TokenAuthConfig(BaseModel):
     def _tokens_text(cls, value: Any) -> Any:
         # ``tokens_file`` resolution (D2) sets ``tokens`` to the file's text.
         if isinstance(value, str):
-            return _parse_tokens_text(value)
+            return parse_tokens_text(value)
         return value
-
-
-def _parse_tokens_text(text: str) -> dict[str, Any]:
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"tokens file is not valid TOML: {exc}") from exc
-    table = data.get("tokens", data)
-    if not isinstance(table, dict):
-        raise ValueError("tokens file must hold a table of tokens")
-    return table
-
-
-def sha256_hex(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
-
-
-def _digest_of_key(key: str) -> str:
-    if key[: len(DIGEST_PREFIX)].lower() == DIGEST_PREFIX:
-        digest = key[len(DIGEST_PREFIX) :].strip().lower()
-        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
-            raise SmithersError("CONFIG_INVALID", "A sha256: token key needs 64 hex characters")
-        return digest
-    return sha256_hex(key)
 
 
 class TokenProvider:
@@ -102,16 +70,14 @@ class TokenProvider:
             return {}
         self._file_mtime = stat.st_mtime
         try:
-            raw = _parse_tokens_text(text)
+            raw = parse_tokens_text(text)
             return {k: TokenGrant.model_validate(v) for k, v in raw.items()}
         except ValueError as exc:
             raise SmithersError("CONFIG_INVALID", f"{self._file}: {exc}") from exc
 
     def _load(self, from_file: dict[str, TokenGrant]) -> None:
         merged = {**from_file, **self._inline}
-        self._grants = [
-            (bytes.fromhex(_digest_of_key(key)), grant) for key, grant in merged.items()
-        ]
+        self._grants = [(key_digest(key), grant) for key, grant in merged.items()]
 
     def _maybe_reload(self) -> None:
         if self._file is None:
@@ -131,7 +97,7 @@ class TokenProvider:
         if not token:
             raise SmithersError("UNAUTHORIZED", "A bearer token is required")
         self._maybe_reload()
-        presented = hashlib.sha256(token.encode("utf-8")).digest()
+        presented = token_digest(token)
         found: TokenGrant | None = None
         for digest, grant in self._grants:
             if hmac.compare_digest(digest, presented) and found is None:
@@ -149,28 +115,21 @@ class TokenProvider:
             role=found.role,
             scopes=tuple(found.scopes),
             user_id=found.user_id,
-            token_id=found.token_id or presented.hex()[:16],
+            token_id=found.token_id or token_id(token),
         )
 
 
 class TokenMode:
+    """The ``token`` auth mode, which also gives the gateway's operator a token."""
+
     config_model: type[BaseModel] = TokenAuthConfig
 
     def create(self, config: BaseModel) -> TokenProvider:
         assert isinstance(config, TokenAuthConfig)
         return TokenProvider(config)
 
-
-@hookimpl
-def smithers_auth_modes() -> dict[str, AuthMode]:
-    return {"token": TokenMode()}
+    def operator_access(self, settings: Mapping[str, Any], *, session: bool) -> OperatorAccess:
+        return prepare_operator_access(settings, session=session)
 
 
-__all__ = [
-    "TokenAuthConfig",
-    "TokenGrant",
-    "TokenMode",
-    "TokenProvider",
-    "sha256_hex",
-    "smithers_auth_modes",
-]
+__all__ = ["MODE", "REFRESH", "TokenAuthConfig", "TokenMode", "TokenProvider"]
