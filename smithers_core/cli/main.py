@@ -56,7 +56,9 @@ def _plugin_warnings_held() -> Iterator[None]:
 def load_command_plugins(
     argv: Sequence[str], environ: Mapping[str, str] | None = None
 ) -> PluginHost:
-    """The plugins whose commands the parser offers: every discovered plugin not disabled."""
+    """The plugins whose commands the parser offers: every discovered plugin that the config
+    file (when it loads) or ``SMITHERS_DISABLE_PLUGINS`` does not disable. Required plugins are
+    left to the commands that need them, which fail with ``PLUGIN_REQUIRED`` themselves."""
     env = os.environ if environ is None else environ
     disabled: list[str] = []
     with contextlib.suppress(SmithersError):  # the command reports it when it loads the config
