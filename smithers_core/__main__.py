@@ -1,5 +1,5 @@
 import sys
 
-from smithers_core.cli import main
+from smithers_core.cli.main import main
 
 sys.exit(main())

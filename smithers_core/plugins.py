@@ -236,11 +236,26 @@ class PluginHost:
         return [o for batch in self.pm.hook.smithers_event_observers() for o in batch or []]
 
     def cli_commands(self) -> list[CliCommand]:
-        """Every contributed ``smithers`` subcommand; one name from two plugins is an error."""
+        """Every contributed ``smithers`` subcommand; one name from two plugins is an error.
+
+        An implementation may leave out ``host``. A plugin whose hook raises contributes nothing
+        (its error is recorded and logged), so one broken plugin never takes the other commands
+        down.
+        """
         commands: list[CliCommand] = []
         owners: dict[str, str] = {}
         for impl in self.pm.hook.smithers_cli_commands.get_hookimpls():
-            for command in cast("list[CliCommand]", impl.function(host=self) or []):
+            arguments = {"host": self} if "host" in impl.argnames else {}
+            try:
+                contributed = cast("list[CliCommand]", impl.function(**arguments) or [])
+            except Exception as exc:
+                error = f"smithers_cli_commands failed: {type(exc).__name__}: {exc}"
+                info = self.infos.get(impl.plugin_name)
+                if info is not None:
+                    info.error = info.error or error
+                log.warning("plugin %r: %s", impl.plugin_name, error)
+                continue
+            for command in contributed:
                 if command.name in owners:
                     raise SmithersError(
                         "PLUGIN_CONFLICT",

@@ -13,7 +13,7 @@ import jwt
 import pytest
 import websockets
 
-from smithers_core.cli_gateway import build_gateway
+from smithers_core.cli.gateway import build_gateway
 from smithers_core.config import load_config
 from smithers_core.errors import SmithersError
 

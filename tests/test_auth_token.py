@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-import smithers_auth_token
 from smithers_auth_token import TokenAuthConfig, TokenMode
+from smithers_auth_token import provider as token_provider
 from smithers_core.auth import AuthRequest, Identity
 from smithers_core.config import load_config
 from smithers_core.errors import SmithersError
@@ -91,13 +91,13 @@ async def test_digest_keys_compared_in_constant_time(monkeypatch: pytest.MonkeyP
         }
     )
     calls: list[tuple[bytes, bytes]] = []
-    real = smithers_auth_token.hmac.compare_digest
+    real = token_provider.hmac.compare_digest
 
     def spy(a: bytes, b: bytes) -> bool:
         calls.append((a, b))
         return real(a, b)
 
-    monkeypatch.setattr(smithers_auth_token.hmac, "compare_digest", spy)
+    monkeypatch.setattr(token_provider.hmac, "compare_digest", spy)
     identity = await _auth(provider, secret)
     assert identity.role == "operator" and identity.token_id == _sha(secret)[:16]
     # Every configured grant is compared (no early exit), each as a 32-byte digest.

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from smithers_auth_token.grants import find_grant
+from smithers_auth_token.issuing import parse_ttl, split_scopes
 
-from smithers_core.cli_token import find_grant, parse_ttl, split_scopes
 from smithers_core.errors import SmithersError
 
 SECRET = "jwt-secret-for-tests-" + "z" * 24  # 45 bytes

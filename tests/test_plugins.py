@@ -288,6 +288,15 @@ def test_hook_smithers_cli_commands() -> None:
     assert err.value.code == "PLUGIN_CONFLICT"
     assert "'hello'" in err.value.message and "'twin'" in err.value.message
 
+    class Broken:
+        @hookimpl
+        def smithers_cli_commands(self) -> list[CliCommand]:  # ``host`` may be left out
+            raise RuntimeError("no commands today")
+
+    survivors = load_plugins(extra=[("hello", Hello()), ("broken", Broken())], environ={})
+    assert "hello" in [c.name for c in survivors.cli_commands()]
+    assert "no commands today" in (survivors.infos["broken"].error or "")
+
 
 def test_hook_smithers_event_observers() -> None:
     seen: list[tuple[str, int]] = []

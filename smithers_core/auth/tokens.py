@@ -1,4 +1,4 @@
-"""Credential extraction (gateway reference 6.1), shared by every authenticated surface.
+"""Credentials: how they are extracted (gateway reference 6.1) and their default ``tokenId``.
 
 Order: header ``x-smithers-key`` (raw value), then ``Authorization`` (a case-insensitive
 ``Bearer `` prefix is stripped, otherwise the raw value is used), then the
@@ -7,6 +7,7 @@ Order: header ``x-smithers-key`` (raw value), then ``Authorization`` (a case-ins
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from urllib.parse import unquote
 
@@ -50,4 +51,15 @@ def credential_is_cookie_only(headers: Mapping[str, str], cookies: Mapping[str, 
     )
 
 
-__all__ = ["SESSION_COOKIE", "bearer_token", "credential_is_cookie_only", "parse_cookies"]
+def token_id(credential: str) -> str:
+    """The default ``tokenId`` of a credential (D11): the first 16 hex chars of its sha256."""
+    return hashlib.sha256(credential.encode("utf-8")).hexdigest()[:16]
+
+
+__all__ = [
+    "SESSION_COOKIE",
+    "bearer_token",
+    "credential_is_cookie_only",
+    "parse_cookies",
+    "token_id",
+]

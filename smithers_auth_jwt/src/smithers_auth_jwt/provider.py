@@ -31,7 +31,6 @@ from typing import Any, TypeGuard
 
 from jwt import PyJWS
 from jwt.exceptions import InvalidAlgorithmError, PyJWTError
-from pydantic import BaseModel
 
 from smithers_auth_jwt.config import HMAC_ALGORITHMS, JwtConfig
 from smithers_auth_jwt.keys import (
@@ -42,6 +41,7 @@ from smithers_auth_jwt.keys import (
     load_public_keys,
 )
 from smithers_core.auth import AuthRequest, Identity
+from smithers_core.auth.tokens import token_id
 from smithers_core.errors import SmithersError
 
 REFRESH_DETAILS = {"refresh": "smithers token issue"}
@@ -94,11 +94,6 @@ def _is_number(value: object) -> TypeGuard[int | float]:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return False
     return math.isfinite(value)
-
-
-def token_id(token: str) -> str:
-    """The first 16 hex chars of sha256(token), as upstream reports ``tokenId``."""
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()[:16]
 
 
 def scopes_from_claim(value: object, default: tuple[str, ...]) -> tuple[str, ...]:
@@ -260,20 +255,6 @@ class JwtProvider:
         )
 
 
-class JwtMode:
-    """The ``jwt`` auth mode contributed through ``smithers_auth_modes``."""
-
-    config_model: type[BaseModel] = JwtConfig
-
-    def __init__(self, *, now: Callable[[], float] = time.time) -> None:
-        self._now = now
-
-    def create(self, config: BaseModel) -> JwtProvider:
-        if not isinstance(config, JwtConfig):
-            config = JwtConfig.model_validate(config.model_dump())
-        return JwtProvider(config, now=self._now)
-
-
 __all__ = [
     "MSG_ALGORITHM",
     "MSG_AUDIENCE",
@@ -287,9 +268,8 @@ __all__ = [
     "MSG_TOKEN_REQUIRED",
     "MSG_UNKNOWN_KID",
     "REFRESH_DETAILS",
-    "JwtMode",
     "JwtProvider",
     "VerificationKey",
+    "b64url_decode",
     "scopes_from_claim",
-    "token_id",
 ]

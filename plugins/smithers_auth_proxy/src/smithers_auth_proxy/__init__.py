@@ -13,6 +13,9 @@ and friends are never consulted (hosts run uvicorn with ``proxy_headers=False``,
   ``default_scopes`` (default ``["*"]`` as the upstream API page says). ``default_scopes = []``
   makes an absent scopes header ``UNAUTHORIZED`` (upstream's fail-closed rule);
 * tokenId = the ``x-smithers-token-id`` header, if any.
+
+The mode also tells ``smithers token inspect`` that it does not use bearer credentials (the
+``CredentialDescriber`` capability), so inspect asks it for no verdict.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
 from smithers_core.auth import AuthMode, AuthRequest, Identity, Peer
+from smithers_core.auth.capabilities import CredentialDescription
 from smithers_core.errors import SmithersError
 from smithers_core.hookspecs import hookimpl
 
@@ -37,6 +41,10 @@ UNIX_PEER = "unix"
 MSG_UNTRUSTED_PEER = "Request did not come from a trusted proxy"
 MSG_MISSING_SCOPES = (
     "trusted-proxy request is missing the user scopes header and no defaultScopes is configured"
+)
+NOTE_NO_BEARER = (
+    "trusted-proxy mode does not use bearer tokens: identity comes from headers set by a proxy "
+    "in trusted_proxies"
 )
 
 _SPLIT_RE = re.compile(r"[\s,]+")
@@ -181,6 +189,16 @@ class TrustedProxyMode:
             config = TrustedProxyConfig.model_validate(data)
         return TrustedProxyProvider(config)
 
+    def describe_credential(
+        self, credential: str, *, configured: bool
+    ) -> CredentialDescription | None:
+        """When configured: no bearer credential is looked at (``smithers token inspect``)."""
+        return (
+            CredentialDescription(note=NOTE_NO_BEARER, uses_credentials=False)
+            if configured
+            else None
+        )
+
 
 @hookimpl
 def smithers_auth_modes() -> dict[str, AuthMode]:
@@ -192,6 +210,7 @@ __all__ = [
     "MODE",
     "MSG_MISSING_SCOPES",
     "MSG_UNTRUSTED_PEER",
+    "NOTE_NO_BEARER",
     "TOKEN_ID_HEADER",
     "TrustedProxyConfig",
     "TrustedProxyMode",

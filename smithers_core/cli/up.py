@@ -1,8 +1,9 @@
-"""``smithers up`` (run a workflow in the foreground) and ``smithers runs ...`` (local commands).
+"""``smithers up``: run a workflow in the foreground with a progress display.
 
-Exit codes of ``smithers up`` (D6): 0 finished, 1 failed, 2 usage or invalid input, 3 parked
-on an approval or a signal (``--wait`` stays until it is decided), 4 cancelled, 130 interrupted
-(the run is suspended, never cancelled, and a later ``--resume`` continues it).
+Exit codes (D6): 0 finished, 1 failed, 2 usage or invalid input, 3 parked on an approval or a
+signal (``--wait`` stays until it is decided; the exact ``smithers runs`` command that decides
+it is printed), 4 cancelled, 130 interrupted (the run is suspended, never cancelled, and a later
+``--resume`` continues it).
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ from typing import Any, TextIO
 import anyio
 
 from smithers_core import jsonutil
-from smithers_core.config import load_config
+from smithers_core.cli.options import add_store_options, parse_json_arg, resolve_db_url
+from smithers_core.contributions import CliCommand
 from smithers_core.errors import SmithersError
 from smithers_core.runtime import Runtime
-from smithers_core.store import DEFAULT_DB_URL
 from smithers_core.workflow.definition import Workflow
 from smithers_core.workflow.loader import load_workflow
 from smithers_core.workflow.models import RunAuth
@@ -33,33 +34,6 @@ from smithers_core.workflow.models import RunAuth
 EXIT_FINISHED, EXIT_FAILED, EXIT_USAGE, EXIT_PARKED, EXIT_CANCELLED = 0, 1, 2, 3, 4
 EXIT_INTERRUPTED = 130
 EXIT_BY_STATUS = {"finished": EXIT_FINISHED, "failed": EXIT_FAILED, "cancelled": EXIT_CANCELLED}
-
-
-def parse_json_arg(value: str | None, what: str) -> Any:
-    """A JSON string, or ``@path`` to read JSON from a file."""
-    if value is None:
-        return None
-    text = value
-    if value.startswith("@"):
-        try:
-            text = Path(value[1:]).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise SmithersError(
-                "INVALID_INPUT", f"Cannot read {what} file {value[1:]}: {exc}"
-            ) from exc
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise SmithersError("INVALID_INPUT", f"{what} is not valid JSON: {exc}") from exc
-
-
-def resolve_db_url(args: argparse.Namespace) -> tuple[str, Path]:
-    """``--db``, else the config file's ``[gateway] db``, else ``sqlite:///smithers.db``."""
-    if getattr(args, "db", None):
-        return str(args.db), Path.cwd()
-    config = load_config(getattr(args, "config", None))
-    url = config.gateway.get("db") or DEFAULT_DB_URL
-    return str(url), config.base_dir
 
 
 class Progress:
@@ -321,7 +295,8 @@ def _detach(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_up(args: argparse.Namespace) -> int:
+def foreground(args: argparse.Namespace) -> int:
+    """The handler of ``smithers up`` (and ``smithers runs resume``): the run's exit code."""
     if getattr(args, "detach", False):
         return _detach(args)
     try:
@@ -335,159 +310,46 @@ def _cmd_up(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
 
 
-# -- smithers runs ... -------------------------------------------------------------------------
-async def _local(args: argparse.Namespace, op: str) -> dict[str, Any]:
-    db_url, base_dir = resolve_db_url(args)
-    async with Runtime(db_url, base_dir=base_dir, supervise=False) as rt:
-        svc = rt.service
-        if op in ("approve", "deny"):
-            return await svc.decide_approval(
-                args.run_id,
-                args.node_id,
-                approved=op == "approve",
-                iteration=args.iteration,
-                note=args.note,
-                decided_by=args.decided_by,
-                decision=parse_json_arg(args.decision, "--decision"),
-            )
-        if op == "signal":
-            return await svc.deliver_signal(
-                args.run_id,
-                args.name,
-                parse_json_arg(args.data, "--data"),
-                correlation_id=args.correlation_id,
-                received_by="cli",
-            )
-        if op == "cancel":
-            return await svc.cancel(args.run_id)
-        if op == "show":
-            return await svc.get_run(args.run_id)
-        raise AssertionError(op)
-
-
-def _cmd_local(op: str) -> Any:
-    def handler(args: argparse.Namespace) -> int:
-        try:
-            result = anyio.run(_local, args, op)
-        except SmithersError as exc:
-            print(f"error: {exc.code}: {exc.message}", file=sys.stderr)
-            return 1 if exc.code != "INVALID_INPUT" else EXIT_USAGE
-        print(json.dumps(result, indent=2))
-        if op in ("approve", "deny", "signal"):
-            print(
-                "The host that runs this workflow resumes the run; with none running, continue"
-                f" it with: smithers runs resume {shlex.quote(args.run_id)}"
-                + (f" --db {shlex.quote(args.db)}" if args.db else ""),
-                file=sys.stderr,
-            )
-        return 0
-
-    return handler
-
-
-def _cmd_resume(args: argparse.Namespace) -> int:
-    db_url, base_dir = resolve_db_url(args)
-
-    async def find_path() -> str | None:
-        async with Runtime(db_url, base_dir=base_dir, supervise=False) as rt:
-            row = rt.db.run_row(args.run_id)
-            if row is None:
-                raise SmithersError("RUN_NOT_FOUND", f"Run not found: {args.run_id}")
-            return row.get("workflow_path")
-
-    try:
-        path = args.file or anyio.run(find_path)
-    except SmithersError as exc:
-        print(f"error: {exc.code}: {exc.message}", file=sys.stderr)
-        return EXIT_FAILED
-    if not path:
-        print("error: the run records no workflow file; pass --file", file=sys.stderr)
-        return EXIT_USAGE
-    up_args = argparse.Namespace(
-        file=path,
-        input=None,
-        run_id=args.run_id,
-        db=db_url,
-        config=None,
-        resume=True,
-        wait=args.wait,
-        allow_network=args.allow_network,
-        quiet=False,
-    )
-    return _cmd_up(up_args)
-
-
-def _add_db(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--db", metavar="URL", help="store URL (default: config or sqlite:///smithers.db)"
-    )
-    p.add_argument("--config", metavar="PATH", help="config file (for its [gateway] db)")
-
-
-def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    up = commands.add_parser(
-        "up",
-        help="run a workflow in the foreground",
-        description="Run a workflow file in the foreground with a progress display. Exit codes:"
-        " 0 finished, 1 failed, 2 usage or invalid input, 3 parked on an approval or signal,"
-        " 4 cancelled, 130 interrupted (run suspended).",
-    )
-    up.add_argument("file", help="workflow file (FILE.py or FILE.py:name)")
-    up.add_argument("--input", metavar="JSON|@path", help="input as JSON or @file.json")
-    up.add_argument("--run-id", metavar="ID", help="run id (default: a new UUID)")
-    up.add_argument("--resume", action="store_true", help="resume the run named by --run-id")
-    up.add_argument("--wait", action="store_true", help="stay while the run waits for people")
-    up.add_argument(
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", help="workflow file (FILE.py or FILE.py:name)")
+    parser.add_argument("--input", metavar="JSON|@path", help="input as JSON or @file.json")
+    parser.add_argument("--run-id", metavar="ID", help="run id (default: a new UUID)")
+    parser.add_argument("--resume", action="store_true", help="resume the run named by --run-id")
+    parser.add_argument("--wait", action="store_true", help="stay while the run waits for people")
+    parser.add_argument(
         "--allow-network", action="store_true", help="let the bash tool use the network"
     )
-    up.add_argument("--quiet", action="store_true", help="no progress display")
-    up.add_argument("--serve", action="store_true", help="serve the run over HTTP while it runs")
-    up.add_argument("--port", type=int, default=7331, help="--serve port (default 7331)")
-    up.add_argument("--host", default="127.0.0.1", help="--serve host (default 127.0.0.1)")
-    up.add_argument("--auth-token", help="--serve bearer token (default $SMITHERS_API_KEY)")
-    up.add_argument("--no-metrics", action="store_true", help="--serve without /metrics")
-    up.add_argument("--insecure", action="store_true", help="allow a non-loopback host, no token")
-    up.add_argument("-d", "--detach", action="store_true", help="run in the background")
-    _add_db(up)
-    up.set_defaults(handler=_cmd_up)
+    parser.add_argument("--quiet", action="store_true", help="no progress display")
+    parser.add_argument(
+        "--serve", action="store_true", help="serve the run over HTTP while it runs"
+    )
+    parser.add_argument("--port", type=int, default=7331, help="--serve port (default 7331)")
+    parser.add_argument("--host", default="127.0.0.1", help="--serve host (default 127.0.0.1)")
+    parser.add_argument("--auth-token", help="--serve bearer token (default $SMITHERS_API_KEY)")
+    parser.add_argument("--no-metrics", action="store_true", help="--serve without /metrics")
+    parser.add_argument(
+        "--insecure", action="store_true", help="allow a non-loopback host, no token"
+    )
+    parser.add_argument("-d", "--detach", action="store_true", help="run in the background")
+    add_store_options(parser)
+    parser.set_defaults(handler=foreground)
 
-    runs = commands.add_parser("runs", help="decide approvals, send signals, resume or cancel runs")
-    sub = runs.add_subparsers(dest="runs_command", metavar="SUBCOMMAND")
-    for op in ("approve", "deny"):
-        p = sub.add_parser(op, help=f"{op} a waiting approval")
-        p.add_argument("run_id", metavar="RUN")
-        p.add_argument("node_id", metavar="NODE")
-        p.add_argument("--iteration", type=int, default=0)
-        p.add_argument("--note")
-        p.add_argument("--decided-by", metavar="WHO")
-        p.add_argument("--decision", metavar="JSON", help='e.g. \'{"selected": "blue"}\'')
-        _add_db(p)
-        p.set_defaults(handler=_cmd_local(op))
-    p = sub.add_parser("signal", help="send a signal to a run")
-    p.add_argument("run_id", metavar="RUN")
-    p.add_argument("name", metavar="NAME")
-    p.add_argument("--data", metavar="JSON|@path")
-    p.add_argument("--correlation-id", metavar="ID")
-    _add_db(p)
-    p.set_defaults(handler=_cmd_local("signal"))
-    p = sub.add_parser("cancel", help="cancel a run")
-    p.add_argument("run_id", metavar="RUN")
-    _add_db(p)
-    p.set_defaults(handler=_cmd_local("cancel"))
-    p = sub.add_parser("show", help="print a run (status, summary, runState)")
-    p.add_argument("run_id", metavar="RUN")
-    _add_db(p)
-    p.set_defaults(handler=_cmd_local("show"))
-    p = sub.add_parser("resume", help="resume a run in the foreground (like up --resume)")
-    p.add_argument("run_id", metavar="RUN")
-    p.add_argument("--file", help="workflow file (default: the one the run recorded)")
-    p.add_argument("--wait", action="store_true")
-    p.add_argument("--allow-network", action="store_true")
-    _add_db(p)
-    p.set_defaults(handler=_cmd_resume)
 
-    def runs_usage(_args: argparse.Namespace) -> int:
-        runs.print_help(sys.stderr)
-        return EXIT_USAGE
+COMMAND = CliCommand(
+    "up",
+    "run a workflow in the foreground",
+    configure,
+    description="Run a workflow file in the foreground with a progress display. Exit codes:"
+    " 0 finished, 1 failed, 2 usage or invalid input, 3 parked on an approval or signal,"
+    " 4 cancelled, 130 interrupted (run suspended).",
+)
 
-    runs.set_defaults(handler=runs_usage)
+__all__ = [
+    "COMMAND",
+    "EXIT_BY_STATUS",
+    "EXIT_FAILED",
+    "EXIT_USAGE",
+    "Progress",
+    "foreground",
+    "run_up",
+]

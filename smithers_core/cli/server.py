@@ -8,46 +8,49 @@ import sys
 
 import anyio
 
+from smithers_core.contributions import CliCommand
 
-def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = commands.add_parser(
-        "server",
-        help="serve the REST run API (start, stream, approve, signal) for workflows under --root",
-        description=(
-            "Start the Smithers HTTP server. Workflows are loaded by path under --root;"
-            " runs live in --db (default sqlite:///<root>/smithers.db)."
-        ),
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--root", metavar="DIR", help="sandbox root for workflow paths (default: .)"
     )
-    p.add_argument("--root", metavar="DIR", help="sandbox root for workflow paths (default: .)")
-    p.add_argument("--port", type=int, default=7331, help="TCP port (0 picks one; default 7331)")
-    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
-    p.add_argument("--db", metavar="URL", help="store URL (default sqlite:///<root>/smithers.db)")
-    p.add_argument(
+    parser.add_argument(
+        "--port", type=int, default=7331, help="TCP port (0 picks one; default 7331)"
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    parser.add_argument(
+        "--db", metavar="URL", help="store URL (default sqlite:///<root>/smithers.db)"
+    )
+    parser.add_argument(
         "--auth-token", metavar="T", help="bearer token (default: $SMITHERS_API_KEY; none = off)"
     )
-    p.add_argument("--max-body-bytes", type=int, default=1_048_576, metavar="N")
-    p.add_argument("--allow-network", action="store_true", help="let the bash tool use the network")
-    p.add_argument(
+    parser.add_argument("--max-body-bytes", type=int, default=1_048_576, metavar="N")
+    parser.add_argument(
+        "--allow-network", action="store_true", help="let the bash tool use the network"
+    )
+    parser.add_argument(
         "--insecure",
         action="store_true",
         help="allow a non-loopback --host without an auth token",
     )
-    p.add_argument(
+    parser.add_argument(
         "--headers-timeout",
         type=int,
         metavar="MS",
         help="max time to receive request headers (default 30000, $SMITHERS_HEADERS_TIMEOUT_MS)",
     )
-    p.add_argument(
+    parser.add_argument(
         "--request-timeout",
         type=int,
         metavar="MS",
         help="max time to receive a whole request (default 60000, $SMITHERS_REQUEST_TIMEOUT_MS)",
     )
-    p.set_defaults(handler=_run)
+    parser.set_defaults(handler=serve)
 
 
-def _run(args: argparse.Namespace) -> int:
+def serve(args: argparse.Namespace) -> int:
+    """Serve until Ctrl+C or SIGTERM (runs are suspended, not cancelled); 130 on interrupt."""
     from smithers_core.hosts.server import serve_server
 
     async def main() -> None:
@@ -76,4 +79,12 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["register"]
+COMMAND = CliCommand(
+    "server",
+    "serve the REST run API (start, stream, approve, signal) for workflows under --root",
+    configure,
+    description="Start the Smithers HTTP server. Workflows are loaded by path under --root;"
+    " runs live in --db (default sqlite:///<root>/smithers.db).",
+)
+
+__all__ = ["COMMAND", "serve"]
