@@ -186,21 +186,46 @@ class PluginHost:
             raise SmithersError("PLUGIN_INVALID", str(exc)) from exc
 
     # -- typed hook accessors -------------------------------------------------------------
+    def contributions(
+        self, hook: str, *, tolerant: bool = False, **arguments: Any
+    ) -> list[tuple[str, Any]]:
+        """``(plugin name, result)`` of each implementation of ``hook``, in registration order
+        (conflict messages name plugins by it); each gets only the arguments it declares.
+
+        With ``tolerant`` a failing implementation contributes nothing: its error is recorded
+        on the plugin's :class:`PluginInfo` and logged (listing and building the command line
+        must never be taken down by one broken plugin).
+        """
+        out: list[tuple[str, Any]] = []
+        for impl in getattr(self.pm.hook, hook).get_hookimpls():
+            declared = {k: v for k, v in arguments.items() if k in impl.argnames}
+            try:
+                result = impl.function(**declared)
+            except Exception as exc:
+                if not tolerant:
+                    raise
+                error = f"{hook} failed: {type(exc).__name__}: {exc}"
+                info = self.infos.get(impl.plugin_name)
+                if info is not None:
+                    info.error = info.error or error
+                log.warning("plugin %r: %s", impl.plugin_name, error)
+                continue
+            out.append((impl.plugin_name, result))
+        return out
+
     def auth_modes(self) -> dict[str, AuthMode]:
         """Every auth mode of every plugin; the same mode from two plugins is an error."""
         modes: dict[str, AuthMode] = {}
         owners: dict[str, str] = {}
-        for impl in self.pm.hook.smithers_auth_modes.get_hookimpls():
-            result = cast("dict[str, AuthMode]", impl.function() or {})
-            for mode, value in result.items():
+        for plugin, result in self.contributions("smithers_auth_modes"):
+            for mode, value in cast("dict[str, AuthMode]", result or {}).items():
                 if mode in modes:
                     raise SmithersError(
                         "PLUGIN_CONFLICT",
-                        f"Auth mode '{mode}' is provided by both '{owners[mode]}' "
-                        f"and '{impl.plugin_name}'",
+                        f"Auth mode '{mode}' is provided by both '{owners[mode]}' and '{plugin}'",
                     )
                 modes[mode] = value
-                owners[mode] = impl.plugin_name
+                owners[mode] = plugin
         return modes
 
     def transports(self, host: HostContext) -> list[Transport]:
@@ -212,11 +237,11 @@ class PluginHost:
     def rpc_methods(self, host: HostContext) -> list[tuple[str, RpcMethod]]:
         """``(plugin name, method)`` for every contributed RPC method, in registration order
         (the method table reports two providers of one name by these plugin names)."""
-        out: list[tuple[str, RpcMethod]] = []
-        for impl in self.pm.hook.smithers_rpc_methods.get_hookimpls():
-            for method in cast("list[RpcMethod]", impl.function(host=host) or []):
-                out.append((impl.plugin_name, method))
-        return out
+        return [
+            (plugin, method)
+            for plugin, result in self.contributions("smithers_rpc_methods", host=host)
+            for method in cast("list[RpcMethod]", result or [])
+        ]
 
     def rpc_namespaces(self) -> dict[str, Mapping[str, Any]]:
         merged: dict[str, Mapping[str, Any]] = {}
@@ -244,45 +269,30 @@ class PluginHost:
         """
         commands: list[CliCommand] = []
         owners: dict[str, str] = {}
-        for impl in self.pm.hook.smithers_cli_commands.get_hookimpls():
-            arguments = {"host": self} if "host" in impl.argnames else {}
-            try:
-                contributed = cast("list[CliCommand]", impl.function(**arguments) or [])
-            except Exception as exc:
-                error = f"smithers_cli_commands failed: {type(exc).__name__}: {exc}"
-                info = self.infos.get(impl.plugin_name)
-                if info is not None:
-                    info.error = info.error or error
-                log.warning("plugin %r: %s", impl.plugin_name, error)
-                continue
-            for command in contributed:
+        for plugin, result in self.contributions("smithers_cli_commands", tolerant=True, host=self):
+            for command in cast("list[CliCommand]", result or []):
                 if command.name in owners:
                     raise SmithersError(
                         "PLUGIN_CONFLICT",
                         f"Command '{command.name}' is contributed by both "
-                        f"'{owners[command.name]}' and '{impl.plugin_name}'",
+                        f"'{owners[command.name]}' and '{plugin}'",
                         {
                             "command": command.name,
-                            "plugins": [owners[command.name], impl.plugin_name],
+                            "plugins": [owners[command.name], plugin],
                         },
                     )
-                owners[command.name] = impl.plugin_name
+                owners[command.name] = plugin
                 commands.append(command)
         return commands
 
     def list_public_routes(self) -> None:
         """Fill ``public_routes`` of each plugin that contributes transports (for listing)."""
-        host = ListingHost()
-        for impl in self.pm.hook.smithers_transports.get_hookimpls():
-            info = self.infos.get(impl.plugin_name)
+        listed = self.contributions("smithers_transports", tolerant=True, host=ListingHost())
+        for plugin, result in listed:
+            info = self.infos.get(plugin)
             if info is None:
                 continue
-            try:
-                transports = cast("list[Transport]", impl.function(host=host) or [])
-            except Exception as exc:  # listing must never take the command down
-                info.error = info.error or f"smithers_transports failed: {exc}"
-                continue
-            for transport in transports:
+            for transport in cast("list[Transport]", result or []):
                 for route in transport.routes:
                     if route.auth == "public":
                         info.public_routes.append(route.path + ("*" if route.prefix else ""))

@@ -47,12 +47,8 @@ def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     work = tmp_path_factory.mktemp("test-plugin")
     source = shutil.copytree(PLUGIN, work / "source")  # build outside the repository
     site = work / "site"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps"]
-        + ["--no-build-isolation", "--target", str(site), str(source)],
-        check=True,
-        timeout=120,
-    )
+    pip = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation"]
+    subprocess.run([*pip, "--target", str(site), str(source)], check=True, timeout=120)
     sys.path.insert(0, str(site))
     try:
         yield site
