@@ -72,8 +72,9 @@ def test(extra: list[str]) -> int:
         str(p.relative_to(ROOT) / "src") for p in plugin_dirs() if (p / "src").is_dir()
     ]
     run(BIN / "mypy", *mypy_targets)
-    # Exit code 5 ("no tests collected") is a failure too: the suite is never meant to be empty.
-    return run(PY, "-m", "pytest", "-q", *extra, check=False)
+    # Branch coverage of core and the plugins, with `[tool.coverage.report] fail_under` as the
+    # floor. Exit code 5 ("no tests collected") is a failure too: the suite is never empty.
+    return run(PY, "-m", "pytest", "-q", "--cov", "--cov-report=term", *extra, check=False)
 
 
 def main_job(extra: list[str]) -> int:
