@@ -29,12 +29,12 @@ from smithers_core.errors import SmithersError
 from smithers_core.gateway.authn import AuthSetup, build_auth
 from smithers_core.gateway.context import GatewayContext
 from smithers_core.gateway.endpoints import core_routes
+from smithers_core.gateway.http_protocol import gateway_protocol
 from smithers_core.gateway.options import GatewayOptions, parse_options
 from smithers_core.gateway.route_table import RouteTable
 from smithers_core.gateway.routing import GatewayApp
 from smithers_core.gateway.run_views import run_config
 from smithers_core.gateway.streams import RunStreams
-from smithers_core.gateway.http_protocol import gateway_protocol
 from smithers_core.http.binding import BoundServer, serve_app
 from smithers_core.loopback import is_loopback_host
 from smithers_core.plugins import PluginHost, load_plugins
