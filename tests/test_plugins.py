@@ -314,3 +314,46 @@ def test_hook_smithers_event_observers() -> None:
     for obs in host.event_observers():
         obs.on_event("r1", 0, {"type": "RunStarted"}, b"{}")
     assert seen == [("r1", 0)]
+
+
+async def test_event_observers_see_every_committed_event_and_never_break_a_write(
+    tmp_path: Path,
+) -> None:
+    """A runtime calls every observer after each commit, in seq order; one that raises is
+    counted and logged while the run and the other observers carry on."""
+    import json
+
+    from smithers_core.runtime import Runtime
+    from smithers_core.workflow.definition import workflow
+    from smithers_core.workflow.nodes import Seq, Task
+    from tests.engine_helpers import engine_options
+
+    seen: list[tuple[str, int, str]] = []
+
+    class Recorder:
+        def on_event(self, run_id: str, seq: int, event: dict[str, object], encoded: bytes) -> None:
+            assert json.loads(encoded) == event
+            seen.append((run_id, seq, str(event["type"])))
+
+    class Broken:
+        def on_event(self, run_id: str, seq: int, event: object, encoded: bytes) -> None:
+            raise RuntimeError("observer bug")
+
+    class Plugin:
+        @hookimpl
+        def smithers_event_observers(self) -> list[object]:
+            return [Broken(), Recorder()]
+
+    @workflow("two")
+    def two(ctx: object) -> object:
+        return Seq(Task("a", lambda t: 1), Task("b", lambda t: 2))
+
+    host = load_plugins(PluginsSection(), environ={}, extra=[("fx.obs", Plugin())])
+    async with Runtime(
+        f"sqlite:///{tmp_path / 'obs.db'}", plugins=host, options=engine_options()
+    ) as rt:
+        launched = await rt.service.launch(two, {}, run_id="obs-run")
+        assert await rt.engine.wait_settled(launched["runId"]) == "finished"
+        stored = rt.db.list_events("obs-run", -1, 1000)
+    assert [(r, s) for r, s, _ in seen] == [("obs-run", e["seq"]) for e in stored]
+    assert seen[0][2] == "RunStarted" and seen[-1][2] == "RunFinished"
