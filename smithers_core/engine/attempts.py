@@ -184,17 +184,15 @@ class Attempts:
             if state != "in-progress" or owner is None or owner[0] != owner_id:
                 return
             if kind == "ok":
-                nodes.write_output(
+                nodes.finish_with_output(
                     tx,
                     run_id,
                     key,
+                    attempt,
                     value,
                     output_table=model_name(model),
                     schema_json=schema_json(model),
                 )
-                nodes.settle_attempt(tx, run_id, key, attempt, "finished")
-                nodes.set_node(tx, run_id, key[0], key[1], "finished", last_attempt=attempt)
-                tx.emit(run_id, "NodeFinished", **node_event(key, attempt=attempt))
             elif kind == "fail":
                 err = error_dict(value)
                 nodes.settle_attempt(tx, run_id, key, attempt, "failed", error=err)

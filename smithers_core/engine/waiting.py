@@ -308,17 +308,16 @@ class WaitingLeaves:
 
         def change(tx: Tx) -> None:
             signals.consume_signal(tx, run_id, seq, key)
-            nodes.write_output(
+            nodes.finish_with_output(
                 tx,
                 run_id,
                 key,
+                attempt,
                 value,
                 output_table=model_name(model),
                 schema_json=schema_json(model),
+                meta=new_meta,
             )
-            nodes.settle_attempt(tx, run_id, key, attempt, "finished", meta=new_meta)
-            nodes.set_node(tx, run_id, key[0], key[1], "finished", last_attempt=attempt)
-            tx.emit(run_id, "NodeFinished", **node_event(key, attempt=attempt))
 
         self.step.changes.append(change)
 

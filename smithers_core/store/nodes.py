@@ -310,6 +310,25 @@ def write_output(
     )
 
 
+def finish_with_output(
+    tx: Tx,
+    run_id: str,
+    key: Key,
+    attempt: int,
+    payload: Any,
+    *,
+    output_table: str,
+    schema_json: str | None,
+    meta: dict[str, Any] | None = None,
+) -> None:
+    """A node's attempt produced its output: write it, finish the attempt (``meta`` replaces
+    its metadata when given) and the node, and emit ``NodeFinished``."""
+    write_output(tx, run_id, key, payload, output_table=output_table, schema_json=schema_json)
+    settle_attempt(tx, run_id, key, attempt, "finished", meta=meta)
+    set_node(tx, run_id, key[0], key[1], "finished", last_attempt=attempt)
+    tx.emit(run_id, "NodeFinished", **node_event(key, attempt=attempt))
+
+
 def output_payload(conn: sqlite3.Connection, run_id: str, node_id: str, iteration: int) -> Any:
     """A node's output payload, or None."""
     row = conn.execute(
