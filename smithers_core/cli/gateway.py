@@ -24,21 +24,20 @@ from smithers_core.auth.capabilities import OperatorAccess, OperatorAccessProvid
 from smithers_core.cli.options import add_config_option
 from smithers_core.config import SmithersConfig, load_config
 from smithers_core.contributions import CliCommand
+from smithers_core.gateway import Gateway
 from smithers_core.plugins import PluginHost, load_plugins
+from smithers_core.workflow.loader import load_workflow
 
 LISTEN_KEYS = ("host", "port", "path")
 
 
 def build_gateway(
     config: SmithersConfig, plugins: PluginHost | None = None
-) -> tuple[Any, dict[str, Any]]:
+) -> tuple[Gateway, dict[str, Any]]:
     """A Gateway with every ``[[workflows]]`` entry registered, plus its listen arguments.
 
     ``plugins`` are the plugins already loaded for ``config`` (loaded here when None).
     """
-    from smithers_core.gateway import Gateway
-    from smithers_core.workflow.loader import load_workflow
-
     options = dict(config.gateway)
     listen = {k: options.pop(k) for k in LISTEN_KEYS if k in options}
     if config.auth:

@@ -23,7 +23,7 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from smithers_core.contributions import Scheduler, Transport
+from smithers_core.contributions import Scheduler, Transport, UiMount
 from smithers_core.engine.options import EngineOptions
 from smithers_core.errors import SmithersError
 from smithers_core.gateway.authn import AuthSetup, build_auth
@@ -177,7 +177,7 @@ class Gateway:
         self._bound = bound
         return bound
 
-    def _mount(self, transports: list[Transport], mounts: list[Any]) -> list[Transport]:
+    def _mount(self, transports: list[Transport], mounts: list[UiMount]) -> list[Transport]:
         """A fresh route table: core's routes, the transports' routes and the UI mounts."""
         table = RouteTable()
         table.add("core", core_routes(self.context))
