@@ -170,3 +170,12 @@ def test_distribution_and_entry_point() -> None:
         check=True,
     ).stdout.strip()
     assert Path(out).parts[-3:] == ("src", "smithers_auth_token", "__init__.py")
+
+
+def test_new_tokens_never_start_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A token pasted on a command line must not read as an option (one in 64 would)."""
+    from smithers_auth_token import grants
+
+    drawn = iter(["-looks-like-an-option", "-again", "fine-token"])
+    monkeypatch.setattr(grants.secrets, "token_urlsafe", lambda n: next(drawn))
+    assert grants.new_token() == "fine-token"

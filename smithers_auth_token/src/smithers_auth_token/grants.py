@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import secrets
 import tomllib
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -36,6 +37,15 @@ class TokenGrant(BaseModel):
     issued_at_ms: int | None = None
     expires_at_ms: int | None = None
     revoked_at_ms: int | None = None
+
+
+def new_token() -> str:
+    """A fresh opaque token: 32 random bytes, URL-safe base64. Never one that starts with
+    ``-``, which a command line would read as an option (``smithers token inspect -x...``)."""
+    while True:
+        token = secrets.token_urlsafe(32)
+        if not token.startswith("-"):
+            return token
 
 
 def token_digest(token: str) -> bytes:
@@ -125,6 +135,7 @@ __all__ = [
     "grant_toml",
     "iso_ms",
     "key_digest",
+    "new_token",
     "operator_grant",
     "parse_tokens_text",
     "token_digest",

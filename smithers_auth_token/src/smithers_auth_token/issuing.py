@@ -1,8 +1,8 @@
 """``smithers token issue`` without a mode flag: a new opaque token and its grant.
 
-The token (``secrets.token_urlsafe(32)``) is printed once; the grant is printed as TOML for a
-tokens file and for ``[auth.tokens]``, keyed by the token's ``sha256:<hex>`` digest, and
-appended to ``--tokens-file`` when given. The request every mode shares (role, scopes, user,
+The token (:func:`~smithers_auth_token.grants.new_token`, never starting with ``-``) is
+printed once; the grant is printed as TOML for a tokens file and for ``[auth.tokens]``, keyed
+by the token's ``sha256:<hex>`` digest, and appended to ``--tokens-file`` when given. The request every mode shares (role, scopes, user,
 lifetime) is read here too.
 """
 
@@ -12,12 +12,11 @@ import argparse
 import json
 import os
 import re
-import secrets
 import time
 from pathlib import Path
 from typing import Any
 
-from smithers_auth_token.grants import grant_key, grant_toml, iso_ms
+from smithers_auth_token.grants import grant_key, grant_toml, iso_ms, new_token
 from smithers_core.auth.capabilities import CredentialRequest, IssuedCredential
 from smithers_core.auth.tokens import token_id
 from smithers_core.errors import SmithersError
@@ -79,7 +78,7 @@ def append_grant(path: Path, snippet: str) -> None:
 
 def issue_opaque(request: CredentialRequest, tokens_file: str | None) -> IssuedCredential:
     """A new opaque token and its grant (expiring only when ``--ttl`` says so)."""
-    token = secrets.token_urlsafe(32)
+    token = new_token()
     key = grant_key(token)
     issued_ms = time.time_ns() // 1_000_000
     ttl = request.ttl_seconds

@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from smithers_auth_token.grants import grant_key, grant_toml, operator_grant, parse_tokens_text
+from smithers_auth_token.grants import (
+    grant_key,
+    grant_toml,
+    new_token,
+    operator_grant,
+    parse_tokens_text,
+)
 from smithers_core.auth.capabilities import OperatorAccess
 from smithers_core.errors import SmithersError
 
@@ -35,7 +40,7 @@ def create_tokens_file(path: Path) -> str | None:
     ignore = path.parent / ".gitignore"
     if not ignore.exists():
         ignore.write_text("*\n", encoding="utf-8")
-    token = secrets.token_urlsafe(32)
+    token = new_token()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(grant_toml(json.dumps(grant_key(token)), operator_grant(token)))
@@ -61,7 +66,7 @@ def prepare_operator_access(settings: Mapping[str, Any], *, session: bool) -> Op
         if created is not None:
             return OperatorAccess(settings, CREATED_NOTE.format(path=tokens_file), created)
     if session:
-        token = secrets.token_urlsafe(32)
+        token = new_token()
         return OperatorAccess(with_session_grant(settings, token), SESSION_NOTE, token)
     return OperatorAccess(settings, REMINDER_NOTE)
 
