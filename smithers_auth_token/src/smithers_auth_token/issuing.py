@@ -2,8 +2,8 @@
 
 The token (:func:`~smithers_auth_token.grants.new_token`, never starting with ``-``) is
 printed once; the grant is printed as TOML for a tokens file and for ``[auth.tokens]``, keyed
-by the token's ``sha256:<hex>`` digest, and appended to ``--tokens-file`` when given. The request every mode shares (role, scopes, user,
-lifetime) is read here too.
+by the token's ``sha256:<hex>`` digest, and appended to ``--tokens-file`` when given. The
+request every mode shares (role, scopes, user, lifetime) is read here too.
 """
 
 from __future__ import annotations
