@@ -58,20 +58,15 @@ class RouteTable:
         prefix = mount.path.rstrip("/") or "/"
         served = MountedApp(prefix, app)
         auth: Any = "required" if mount.option == "operator_ui" else "public"
-        spec = RouteSpec(prefix, served, MOUNT_METHODS, auth=auth, asgi=True, name=mount.title)
-        routes = [
-            RouteSpec(
-                prefix.rstrip("/") + "/",
-                served,
-                MOUNT_METHODS,
-                auth=auth,
-                asgi=True,
-                prefix=True,
-                name=mount.title,
+
+        def route(path: str, under: bool) -> RouteSpec:
+            return RouteSpec(
+                path, served, MOUNT_METHODS, auth=auth, asgi=True, prefix=under, name=mount.title
             )
-        ]
+
+        routes = [route(prefix.rstrip("/") + "/", True)]  # everything below the mount
         if prefix != "/":
-            routes.append(spec)
+            routes.append(route(prefix, False))  # and the mount's own path
         self.add(owner, routes)
 
     def match_http(self, method: str, path: str) -> Match[RouteSpec] | None:
