@@ -44,16 +44,13 @@ log = logging.getLogger("smithers.hosts")
 
 @dataclass(frozen=True, slots=True)
 class Request:
-    """What a route handler gets: the ASGI scope and receive, and its decoded path params."""
+    """What a route handler gets: the ASGI scope and receive, its lower-cased headers
+    (decoded once per request) and its decoded path params."""
 
     scope: Scope
     receive: Receive
+    headers: dict[str, str]
     params: dict[str, str]
-
-    @property
-    def headers(self) -> dict[str, str]:
-        """Lower-cased request headers."""
-        return scope_headers(self.scope)
 
     @property
     def query(self) -> dict[str, str]:
@@ -142,13 +139,14 @@ class HostApp:
         self, scope: Scope, receive: Receive, found: Match[Handler] | None, method: str, path: str
     ) -> Response:
         strict = self.surface.strict_headers
+        headers = scope_headers(scope)
         try:
-            if self.token is not None and not self.surface.authorized(scope, self.token):
+            if self.token is not None and not self.surface.authorized(headers, self.token):
                 return error_response(401, "UNAUTHORIZED", UNAUTHORIZED_MESSAGE, strict=strict)
             if found is None:
                 return error_response(404, "NOT_FOUND", "Route not found", strict=strict)
             params = {name: strict_unquote(raw) for name, raw in found.params.items()}
-            return await found.target(Request(scope, receive, params))
+            return await found.target(Request(scope, receive, headers, params))
         except HttpError as exc:
             return http_error_response(exc, strict=strict)
         except SmithersError as exc:

@@ -14,7 +14,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from smithers_core.hosts.errors import SERVE_TABLE, SERVER_TABLE, Table
-from smithers_core.http.asgi import Scope
 from smithers_core.http.auth import serve_authorized, server_authorized
 from smithers_core.http.params import int_prefix, optional_int, positive_int
 
@@ -28,7 +27,7 @@ class Surface:
     errors: Table
     """How the run service's errors answer (``NOT_FOUND`` vs ``RUN_NOT_FOUND`` for a missing
     run, and so on); see :mod:`~smithers_core.hosts.errors`."""
-    authorized: Callable[[Scope, str], bool]
+    authorized: Callable[[Mapping[str, str], str], bool]
     """Which headers may carry the token (reference/server.md 1.5)."""
     strict_headers: bool
     """JSON replies (and ``/metrics``) also carry ``Cache-Control: no-store`` and

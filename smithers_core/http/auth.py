@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import hmac
 import os
-
-from smithers_core.http.asgi import Scope, scope_headers
+from collections.abc import Mapping
 
 UNAUTHORIZED_MESSAGE = "Missing or invalid authorization token"
 
@@ -27,9 +26,9 @@ def _strip_bearer(value: str) -> str:
     return value[7:] if value[:7].lower() == "bearer " else value
 
 
-def server_authorized(scope: Scope, token: str) -> bool:
-    """start_server: ``Authorization`` if present (optional Bearer), else ``x-smithers-key``."""
-    headers = scope_headers(scope)
+def server_authorized(headers: Mapping[str, str], token: str) -> bool:
+    """start_server: ``Authorization`` if present (optional Bearer), else ``x-smithers-key``;
+    ``headers`` are lower-cased (``scope_headers``)."""
     raw = headers.get("authorization")
     if raw is None:
         raw = headers.get("x-smithers-key")
@@ -39,9 +38,8 @@ def server_authorized(scope: Scope, token: str) -> bool:
     return bool(given) and _same(given, token)
 
 
-def serve_authorized(scope: Scope, token: str) -> bool:
+def serve_authorized(headers: Mapping[str, str], token: str) -> bool:
     """Serve app: ``x-smithers-key`` exactly, or ``Authorization`` with an optional Bearer."""
-    headers = scope_headers(scope)
     key = headers.get("x-smithers-key")
     if key is not None and _same(key, token):
         return True
