@@ -1,9 +1,10 @@
 """RPC dispatch: the scope gate, the method table (core's families and plugins' methods alike)
 and extension methods, shared by the HTTP and WebSocket transports (reference 5, 8).
 
-A call is gated first (``FORBIDDEN`` with ``requiredScope``), then looked up
-(``METHOD_NOT_FOUND``, ``EXTENSION_METHOD_NOT_FOUND``), then its params are validated and its
-handler runs; engine codes are translated into this surface's (D8). Every transport answers
+A call is looked up once; a ``websocket_only`` method called over HTTP is refused
+(``INVALID_REQUEST``); then the call is gated (``FORBIDDEN`` with ``requiredScope``), a missing
+method answered (``METHOD_NOT_FOUND``, ``EXTENSION_METHOD_NOT_FOUND``), its params validated
+and its handler run; engine codes are translated into this surface's (D8). Every transport answers
 failures through :meth:`Dispatcher.error_frame`, so error frames and the ``errors_total``
 metric are the same whatever carried the call.
 """
@@ -34,17 +35,20 @@ class Dispatcher:
         self.ctx = ctx
         self.extensions = ExtensionCalls(ctx)
 
-    def gate(self, identity: Identity, method: str) -> RpcMethod | Entry | None:
-        """The scope gate; returns what serves ``method`` (None when nothing does)."""
-        target: RpcMethod | Entry | None
+    def lookup(self, method: str) -> RpcMethod | Entry | None:
+        """What serves ``method``: an extension entry, a method of the table, or None."""
+        if method.startswith("ext."):
+            return self.ctx.extensions.resolve(method)
+        return self.ctx.methods.get(method)
+
+    def gate(self, identity: Identity, method: str, target: RpcMethod | Entry | None) -> None:
+        """The scope gate for a call of ``method``, served by ``target`` (:meth:`lookup`)."""
         method_scope: str | None
         if method.startswith("ext."):
-            target = self.ctx.extensions.resolve(method)
             required = catalog.required_scope(method, target.scope if target else None)
             ok = scopes.has_scope(identity.scopes, required)
         else:
-            target = self.ctx.methods.get(method)
-            if target is not None:
+            if isinstance(target, RpcMethod):
                 required = method_scope = target.scope
                 names = (method, *(n for n in target.names if n != method))
             else:
@@ -58,7 +62,6 @@ class Dispatcher:
                 f"Missing required scope {required} for {method}",
                 {"requiredScope": required},
             )
-        return target
 
     def inline(self, method: str) -> RpcMethod | None:
         """The method when it answers without awaiting (``RpcMethod.inline``), else None."""
@@ -67,7 +70,7 @@ class Dispatcher:
 
     def call_inline(self, identity: Identity, target: RpcMethod, method: str, params: Any) -> str:
         """:meth:`call` for an :meth:`inline` method: the payload's JSON, without awaiting."""
-        self.gate(identity, method)
+        self.gate(identity, method, target)
         assert target.inline is not None
         started = time.perf_counter()
         try:
@@ -79,7 +82,12 @@ class Dispatcher:
 
     async def call(self, call: RpcCall, method: str, params: Any) -> Any:
         """Gate, look up, validate and run; raises ``SmithersError`` with this surface's codes."""
-        target = self.gate(call.identity, method)
+        target = self.lookup(method)
+        if isinstance(target, RpcMethod) and target.websocket_only and call.transport != "ws":
+            raise SmithersError(
+                "INVALID_REQUEST", f"{target.name} is only supported over websocket connections"
+            )
+        self.gate(call.identity, method, target)
         args = params if isinstance(params, dict) else {}
         if isinstance(target, Entry):
             return await self.extensions.call(call, target, args)

@@ -77,12 +77,6 @@ class HttpRpc:
                 frame_id = body["id"]
             method, params = rpc_method(body, path)
             ctx.metrics.call(dispatcher.label(method), "http")
-            target = ctx.methods.get(method)
-            if target is not None and target.websocket_only:
-                raise SmithersError(
-                    "INVALID_REQUEST",
-                    f"{target.name} is only supported over websocket connections",
-                )
             call = RpcCall(identity, "http", "http:" + request_id)
             payload = await dispatcher.call(call, method, params)
             text = encode(ok_frame(frame_id, payload))
