@@ -17,6 +17,7 @@ from smithers_core.engine.transitions import TERMINAL_RUN, WAITING_RUN, get_run_
 from smithers_core.errors import SmithersError
 from smithers_core.store import approvals, nodes, runs, signals
 from smithers_core.store.db import SmithersDb
+from smithers_core.store.runs import CancelAttribution
 from smithers_core.store.sqlite import Tx
 from smithers_core.workflow.definition import Workflow
 from smithers_core.workflow.models import RunAuth
@@ -58,8 +59,9 @@ class RunService:
         result = await self.engine.resume(run_id, workflow)
         return {"runId": run_id, "status": result["status"]}
 
-    async def cancel(self, run_id: str) -> dict[str, Any]:
-        return await self.engine.cancel(run_id)
+    async def cancel(self, run_id: str, by: CancelAttribution | None = None) -> dict[str, Any]:
+        """Cancel a run (see :meth:`Engine.cancel`), recording who asked."""
+        return await self.engine.cancel(run_id, by)
 
     async def rerun(
         self,

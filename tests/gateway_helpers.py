@@ -51,7 +51,7 @@ def make_gateway(
     gw = Gateway(
         plugins=options.pop("plugins", None) or plugin_host(),
         base_dir=tmp_path,
-        engine_options=engine_options(),
+        engine_options=options.pop("engine_options", None) or engine_options(),
         auth=auth,
         **options,
     )

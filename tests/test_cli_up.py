@@ -227,12 +227,28 @@ def test_cancel_from_another_process_exits_4(tmp_path: Path) -> None:
             time.sleep(0.02)
         cancel = smithers(cwd, "runs", "cancel", "r4")
         assert cancel.returncode == 0
-        assert json.loads(cancel.stdout) == {"runId": "r4", "status": "cancelling"}
+        assert json.loads(cancel.stdout) == {
+            "runId": "r4",
+            "status": "cancelling",
+            "won": True,
+            "terminalStatus": None,
+            "repaired": False,
+        }
         assert proc.wait(timeout=20) == 4
     finally:
         if proc.poll() is None:
             proc.kill()
     assert _status(tmp_path, "r4") == "cancelled"
+    conn = sqlite3.connect(f"file:{tmp_path / 'smithers.db'}?mode=ro", uri=True)
+    try:
+        source, pid, request_id = conn.execute(
+            "SELECT cancel_request_source, cancel_request_client_pid, cancel_request_id"
+            " FROM _smithers_runs WHERE run_id = 'r4'"
+        ).fetchone()
+    finally:
+        conn.close()
+    # the cancelling command's own process, not the one that ran the workflow
+    assert source == "cli" and isinstance(pid, int) and pid != proc.pid and request_id
 
 
 def _serving_url(log: Path, proc: subprocess.Popen[str] | None = None) -> str:

@@ -47,7 +47,13 @@ async def test_cancel_while_running(tmp_path: Path) -> None:
         with anyio.fail_after(3):
             await started.wait()
         result = await h.svc.cancel(rid)
-        assert result == {"runId": rid, "status": "cancelling"}
+        assert result == {
+            "runId": rid,
+            "status": "cancelling",
+            "won": True,
+            "terminalStatus": None,
+            "repaired": False,
+        }
         assert await h.settle(rid) == "cancelled"
         assert cancelled == [True]
         run = h.run(rid)
@@ -150,7 +156,13 @@ async def test_cancel_parked(
         assert status == parked
         before = len(h.events(rid))
         result = await h.svc.cancel(rid)
-        assert result == {"runId": rid, "status": "cancelled"}
+        assert result == {
+            "runId": rid,
+            "status": "cancelled",
+            "won": True,
+            "terminalStatus": "cancelled",
+            "repaired": False,
+        }
         # immediately, without a driver
         assert rid not in h.engine.active
         run = h.run(rid)

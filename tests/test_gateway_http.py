@@ -377,6 +377,9 @@ async def test_run_lifecycle_approvals_signals_and_auth_context(tmp_path: Path) 
         assert (await rpc(c, "cancelRun", {"runId": "again"})).json()["payload"] == {
             "runId": "again",
             "status": "cancelled",
+            "won": True,
+            "terminalStatus": "cancelled",
+            "repaired": False,
         }
 
 
@@ -561,7 +564,7 @@ async def test_approvals_of_cancelled_runs_are_no_longer_pending(tmp_path: Path)
         rows = (await rpc(c, "listApprovals", {})).json()["payload"]
         assert sorted(r["runId"] for r in rows) == sorted([first, second])
         cancelled = await rpc(c, "cancelRun", {"runId": first})
-        assert cancelled.json()["payload"] == {"runId": first, "status": "cancelled"}
+        assert cancelled.json()["payload"]["status"] == "cancelled"
         rows = (await rpc(c, "listApprovals", {})).json()["payload"]
         assert [r["runId"] for r in rows] == [second]
         assert gw.runtime.db.pending_approvals(first) == []  # start_server's list agrees

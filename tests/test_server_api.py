@@ -136,6 +136,8 @@ async def test_srv11_srv12_cancel(tmp_path: Path) -> None:
         # changed (D7): the body also says whether the run is still stopping
         assert r.json() == {"runId": run_id, "status": "cancelling"}
         assert await s.wait_status(run_id, "cancelled") == "cancelled"
+        [row] = (await s.client.get("/v1/runs")).json()
+        assert row["cancelRequestSource"] == "server" and row["cancelRequestId"]
         err(await s.client.post("/v1/runs/non-existent-run-id/cancel"), 404, "NOT_FOUND")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from smithers_core.cli.up import EXIT_FAILED, EXIT_USAGE, foreground
 from smithers_core.contributions import CliCommand
 from smithers_core.errors import SmithersError
 from smithers_core.runtime import Runtime
+from smithers_core.store.runs import CancelAttribution
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -48,7 +50,7 @@ async def _operate(args: argparse.Namespace, op: str) -> dict[str, Any]:
                 received_by="cli",
             )
         if op == "cancel":
-            return await svc.cancel(args.run_id)
+            return await svc.cancel(args.run_id, CancelAttribution(source="cli", pid=os.getpid()))
         if op == "show":
             return await svc.get_run(args.run_id)
         raise AssertionError(op)

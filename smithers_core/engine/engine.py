@@ -31,6 +31,7 @@ from smithers_core.engine.transitions import TERMINAL_RUN, WAITING_RUN, get_run_
 from smithers_core.errors import SmithersError
 from smithers_core.store import nodes, runs
 from smithers_core.store.events import node_event
+from smithers_core.store.runs import CancelAttribution
 from smithers_core.store.sqlite import SqliteStore, Tx
 from smithers_core.workflow.definition import Workflow
 from smithers_core.workflow.models import RunAuth
@@ -175,7 +176,11 @@ class Engine:
         run_id = run_id or str(uuid.uuid4())
         if not isinstance(run_id, str) or not run_id.strip() or len(run_id) > MAX_RUN_ID:
             raise SmithersError("INVALID_INPUT", "runId must be a non-empty string of <= 256 chars")
-        cfg = dict(config or {})
+        # upstream's configJson keys, null when unset (the limits the engine applies, the tool
+        # root), then what the surface adds
+        cfg: dict[str, Any] = dict.fromkeys(RUN_LIMIT_KEYS)
+        cfg["rootDir"] = self.root_dir
+        cfg.update(config or {})
         if auth is not None:
             cfg["auth"] = auth.model_dump(mode="json", by_alias=True)
         network = self.allow_network if allow_network is None else allow_network
@@ -325,12 +330,19 @@ class Engine:
         return {"runId": run_id, "status": "running", "resumed": True}
 
     # -- cancel -----------------------------------------------------------------------------
-    async def cancel(self, run_id: str) -> dict[str, Any]:
-        """Cancel a run in any non-terminal status: ``cancelling`` (live) or ``cancelled``."""
+    async def cancel(self, run_id: str, by: CancelAttribution | None = None) -> dict[str, Any]:
+        """Cancel a run in any non-terminal status, recording who asked (``by``).
+
+        A run executing somewhere is asked to stop: ``status: "cancelling"``, ``terminalStatus``
+        None, ``won`` True for the first request only. Any other run (parked, or ``running``
+        with a dead or stale owner, which ``repaired`` reports) is finalised here and now:
+        ``status`` and ``terminalStatus`` ``"cancelled"``, ``won`` True.
+        """
         driver = self.active.get(run_id)
         stale = self.options.stale_after_ms
+        attribution = by or CancelAttribution()
 
-        def change(tx: Tx) -> str:
+        def change(tx: Tx) -> dict[str, Any]:
             row = get_run_row(tx, run_id)
             status = row["status"]
             if status in TERMINAL_RUN:
@@ -353,17 +365,22 @@ class Engine:
                     )
                 )
             )
+            won = runs.request_cancel(tx, run_id, attribution)
             if live:
-                runs.request_cancel(tx, run_id)
-                return "cancelling"
+                return {"status": "cancelling", "won": won, "terminalStatus": None}
             nodes.cancel_waiting_nodes(tx, run_id, "run-cancelled")
             runs.finish_run(tx, run_id, "cancelled")
-            return "cancelled"
+            return {
+                "status": "cancelled",
+                "won": True,
+                "terminalStatus": "cancelled",
+                "repaired": status == "running",
+            }
 
-        status = await self.store.write(change)
-        if status == "cancelling" and driver is not None:
+        result = await self.store.write(change)
+        if result["status"] == "cancelling" and driver is not None:
             driver.request_cancel()
-        return {"runId": run_id, "status": status}
+        return {"runId": run_id, "repaired": False, **result}
 
     # -- waiting for runs (CLI, tests) ------------------------------------------------------
     async def wait_settled(self, run_id: str) -> str | None:
@@ -479,6 +496,10 @@ def _positive_int(value: Any) -> int | None:
     if isinstance(value, int | float) and not isinstance(value, bool) and value >= 1:
         return int(value)
     return None
+
+
+RUN_LIMIT_KEYS = ("maxConcurrency", "maxOutputBytes", "toolTimeoutMs")
+"""The limits a run's ``configJson`` carries (null when unset): see :func:`run_limits`."""
 
 
 def run_limits(config: dict[str, Any]) -> dict[str, int | None]:

@@ -158,7 +158,8 @@ class GatewayContext:
     def identity_payload(self) -> dict[str, Any]:
         """``identity`` of ``health`` and ``hello``: who this gateway is."""
         return {
-            "workspaceRoot": self.workspace_root,
+            # only a root the operator configured: never the process's working directory
+            "workspaceRoot": self.workspace_root if self.settings.workspace_root else None,
             "backend": self.settings.identity.backend,
             "version": self.settings.identity.version,
             "pid": os.getpid(),

@@ -64,10 +64,12 @@ class RunViews:
         return row
 
     def enrich(self, row: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
-        """Add ``workflowKey``, ``system`` and ``startedBy`` to a camelCase run row."""
+        """Add ``workflowKey``, ``system`` and ``startedBy`` to a camelCase run row, and blank
+        ``workflowPath``: the gateway names workflows by key and never shows a server path."""
         row["workflowKey"] = self.registry.key_of(
             config, row.get("workflowName"), row.get("workflowPath")
         )
+        row["workflowPath"] = None
         system = config.get("gatewaySystem")
         row["system"] = True if system is None else bool(system)
         started_by = config.get("startedBy")

@@ -31,6 +31,7 @@ from smithers_core.hosts.app import HostApp, Request
 from smithers_core.hosts.sse import parse_cursor
 from smithers_core.http.errors import HttpError
 from smithers_core.http.responses import Response
+from smithers_core.store.runs import CancelAttribution
 from smithers_core.workflow.definition import Workflow
 
 log = logging.getLogger("smithers.hosts")
@@ -130,7 +131,8 @@ class RunRoutes:
         """Cancel the run: ``cancelling`` while it stops, else ``cancelled`` (D7)."""
         run_id = self.run_id(req)
         self.require_run(run_id)
-        result = await self.app.rt.service.cancel(run_id)
+        by = CancelAttribution(source=self.app.surface.name)
+        result = await self.app.rt.service.cancel(run_id, by)
         if self.own is not None and self.own.abort is not None:
             self.own.abort.set()
         return self.app.reply(200, {"runId": run_id, "status": result["status"]})

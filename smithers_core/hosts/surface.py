@@ -24,6 +24,8 @@ FRAMES_LIMIT = 50
 class Surface:
     """One HTTP surface's spelling of the shared behaviour."""
 
+    name: str
+    """``server`` or ``serve``: recorded as a run's ``cancelRequestSource``."""
     errors: Table
     """How the run service's errors answer (``NOT_FOUND`` vs ``RUN_NOT_FOUND`` for a missing
     run, and so on); see :mod:`~smithers_core.hosts.errors`."""
@@ -68,6 +70,7 @@ def prefix_frames_query(q: Mapping[str, str]) -> tuple[int, int]:
 
 
 SERVER = Surface(
+    name="server",
     errors=SERVER_TABLE,
     authorized=server_authorized,
     strict_headers=True,
@@ -80,6 +83,7 @@ SERVER = Surface(
 """``start_server``: strict bodies, headers and parameters."""
 
 SERVE = Surface(
+    name="serve",
     errors=SERVE_TABLE,
     authorized=serve_authorized,
     strict_headers=False,

@@ -9,11 +9,28 @@ statements here only carry them as ``WHERE`` conditions.
 from __future__ import annotations
 
 import sqlite3
+import uuid
 from collections.abc import Collection, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from smithers_core import jsonutil
 from smithers_core.store.sqlite import Tx
+
+
+@dataclass(frozen=True, slots=True)
+class CancelAttribution:
+    """Who asked to cancel a run: upstream's ``cancelRequest*`` columns of the run row.
+
+    ``source`` names the surface (``gateway``, ``server``, ``serve``, ``cli``, ``api``),
+    ``identity`` the authenticated caller when there is one, ``pid`` a local client's process.
+    """
+
+    source: str = "api"
+    identity: str | None = None
+    pid: int | None = None
+    request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
 
 # -- reads ------------------------------------------------------------------------------------
 
@@ -231,13 +248,20 @@ def bump_inbox(tx: Tx, run_id: str) -> None:
     tx.execute("UPDATE _smithers_runs SET inbox_seq = inbox_seq + 1 WHERE run_id = ?", (run_id,))
 
 
-def request_cancel(tx: Tx, run_id: str) -> None:
-    """Ask the process driving the run to cancel it (and keep it from parking)."""
-    tx.execute(
-        "UPDATE _smithers_runs SET cancel_requested_at_ms = ?,"
-        " inbox_seq = inbox_seq + 1 WHERE run_id = ?",
-        (tx.now, run_id),
+def request_cancel(tx: Tx, run_id: str, by: CancelAttribution) -> bool:
+    """Ask the process driving the run to cancel it (and keep it from parking), recording who
+    asked; True when this is the run's first cancel request (the caller "won")."""
+    cur = tx.execute(
+        "UPDATE _smithers_runs SET cancel_requested_at_ms = ?, cancel_request_id = ?,"
+        " cancel_request_source = ?, cancel_request_client_identity = ?,"
+        " cancel_request_client_pid = ?, inbox_seq = inbox_seq + 1"
+        " WHERE run_id = ? AND cancel_requested_at_ms IS NULL",
+        (tx.now, by.request_id, by.source, by.identity, by.pid, run_id),
     )
+    if cur.rowcount:
+        return True
+    tx.execute("UPDATE _smithers_runs SET inbox_seq = inbox_seq + 1 WHERE run_id = ?", (run_id,))
+    return False
 
 
 def finish_run(tx: Tx, run_id: str, status: str, error: dict[str, Any] | None = None) -> None:

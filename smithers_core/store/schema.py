@@ -156,6 +156,14 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (run_id, node_id, iteration)
     );
     """,
+    # version 2: upstream's newer run columns (pause request and cancel attribution)
+    """
+    ALTER TABLE _smithers_runs ADD COLUMN pause_requested_at_ms INTEGER;
+    ALTER TABLE _smithers_runs ADD COLUMN cancel_request_id TEXT;
+    ALTER TABLE _smithers_runs ADD COLUMN cancel_request_source TEXT;
+    ALTER TABLE _smithers_runs ADD COLUMN cancel_request_client_identity TEXT;
+    ALTER TABLE _smithers_runs ADD COLUMN cancel_request_client_pid INTEGER;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

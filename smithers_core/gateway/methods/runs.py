@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 from smithers_core.contributions import RpcCall, RpcMethod
+from smithers_core.engine.engine import RUN_LIMIT_KEYS
 from smithers_core.engine.transitions import TERMINAL_RUN
 from smithers_core.errors import SmithersError
 from smithers_core.gateway import catalog
@@ -28,9 +29,8 @@ from smithers_core.gateway.params import (
 from smithers_core.gateway.run_views import run_config
 from smithers_core.registrations import Registration
 from smithers_core.scopes import METHOD_SCOPES
+from smithers_core.store.runs import CancelAttribution
 from smithers_core.workflow.models import RunAuth
-
-LIMIT_OPTIONS = ("maxConcurrency", "maxOutputBytes", "toolTimeoutMs")
 
 
 class RunMethods:
@@ -70,7 +70,7 @@ class RunMethods:
         reg = self.ctx.registry.require(key)
         options = p.options or LaunchOptions()
         limits: dict[str, int] = {}  # stored in the run's config; the engine applies them
-        for name in LIMIT_OPTIONS:
+        for name in RUN_LIMIT_KEYS:
             value = getattr(options, name)
             if value is not None and value < 1:
                 raise SmithersError("INVALID_INPUT", f"options.{name} must be an integer >= 1")
@@ -129,7 +129,8 @@ class RunMethods:
     async def cancel_run(self, call: RpcCall, params: dict[str, Any]) -> Any:
         run_id = run_id_of(params)
         try:
-            result: dict[str, Any] = await self.ctx.run_service.cancel(run_id)
+            by = CancelAttribution(source="gateway", identity=call.identity.user_id)
+            result: dict[str, Any] = await self.ctx.run_service.cancel(run_id, by)
         except SmithersError as exc:
             if exc.code == "RUN_NOT_FOUND":
                 raise SmithersError("RunNotFound", "Run not found", {"runId": run_id}) from exc
@@ -138,7 +139,7 @@ class RunMethods:
                     "RUN_NOT_ACTIVE", "Run is not currently active", exc.details
                 ) from exc
             raise
-        return {"runId": run_id, "status": result["status"]}
+        return result
 
     async def rerun(self, call: RpcCall, params: dict[str, Any]) -> Any:
         run_id = run_id_of(params)
