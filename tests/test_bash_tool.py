@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import shutil
 import socket
 import threading
 import time
@@ -205,3 +206,39 @@ async def test_start_server_allow_network_reaches_tasks(
             assert out["exitCode"] != 0 and out["stdout"] == ""
         assert s.db.run_row(run_id)["config_json"].count(f'"allowNetwork":{str(allow).lower()}')
     assert os.path.isdir(tmp_path)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("unconfined", [False, True])
+async def test_start_server_unconfined_tools_reaches_tasks(
+    tmp_path: Path,
+    listener: tuple[int, list[bytes]],
+    monkeypatch: pytest.MonkeyPatch,
+    unconfined: bool,
+) -> None:
+    """Without bubblewrap a task's bash call fails the run, unless the host opted out."""
+    real_which = shutil.which
+    monkeypatch.setattr(
+        sandbox_module.shutil, "which", lambda name: None if name == "bwrap" else real_which(name)
+    )
+    monkeypatch.delenv("SMITHERS_UNCONFINED_TOOLS", raising=False)
+    sandbox_module.reset_probes()
+    port, seen = listener
+    try:
+        async with server(tmp_path, unconfined_tools=unconfined) as s:
+            r = await s.client.post(
+                "/v1/runs", json={"workflowPath": "wf/network.py", "input": {"port": port}}
+            )
+            run_id = r.json()["runId"]
+            status = await s.wait_status(run_id, "finished", "failed")
+            row = s.db.run_row(run_id)
+            if unconfined:
+                assert status == "finished"
+                out = s.db.get_output(run_id, "probe")
+                assert out["exitCode"] != 0 and out["stdout"] == ""  # network still isolated
+            else:
+                assert status == "failed" and "SANDBOX_UNAVAILABLE" in row["error_json"]
+                assert "unconfined_tools" in row["error_json"]
+        assert seen == []
+    finally:
+        sandbox_module.reset_probes()
