@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -37,10 +38,22 @@ def run(*cmd: str | Path, check: bool = True) -> int:
     return code
 
 
+def check_system() -> None:
+    """Say what the system lacks: bubblewrap (``bwrap``), which the bash tool confines with."""
+    if sys.platform.startswith("linux") and shutil.which("bwrap") is None:
+        print(
+            "note: bubblewrap (bwrap) is missing: the bash tool refuses to run without it"
+            " (and its tests fail). Install it: apt-get install bubblewrap",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
 def setup() -> None:
     """Create .venv and install everything editable; skipped when nothing changed."""
     if sys.version_info < (3, 11):  # noqa: UP036 - dev.py may be started by an older python3
         sys.exit("Python 3.11 or newer is required")
+    check_system()
     projects = [ROOT, *plugin_dirs()]
     digest = hashlib.sha256()
     for project in projects:

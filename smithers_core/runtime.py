@@ -37,6 +37,7 @@ class Runtime:
         event_window_size: int | None = None,
         max_event_windows: int | None = None,
         terminal_window_grace_ms: int | None = None,
+        unconfined_tools: bool = False,
     ) -> None:
         self._db_arg = db if db is not None else DEFAULT_DB_URL
         self.base_dir = base_dir
@@ -44,6 +45,7 @@ class Runtime:
         self.options = options or EngineOptions.from_env()
         self.root_dir = root_dir
         self.allow_network = allow_network
+        self.unconfined_tools = unconfined_tools
         self.plugins = plugins
         self.supervise = supervise
         self.poll_ms = sse_poll_ms if sse_poll_ms is not None else 250
@@ -87,6 +89,7 @@ class Runtime:
                     root_dir=self.root_dir,
                     allow_network=self.allow_network,
                     supervise=self.supervise,
+                    unconfined_tools=self.unconfined_tools,
                 )
             )
             self.service = RunService(self.engine, self.db)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import importlib
 import os
+import shutil
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -19,7 +22,7 @@ from tests.fixtures.server.helpers import server
 
 pytestmark = pytest.mark.timeout(10)
 
-bash_module = importlib.import_module("smithers_core.tools.bash")
+sandbox_module = importlib.import_module("smithers_core.tools.sandbox")
 
 
 @pytest.fixture
@@ -94,17 +97,42 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _marked_pids(mark: str) -> list[int]:
+    """Host pids whose command line contains ``mark`` (seen from outside the sandbox)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != os.getpid():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                    if mark.encode() in fh.read() and _alive(int(entry)):
+                        found.append(int(entry))
+            except OSError:
+                continue
+    return found
+
+
 def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
-    pidfile = tmp_path / "pid"
+    mark = f"smithers-bg-{uuid.uuid4().hex}"
+    box: list[Any] = []
     began = time.monotonic()
-    result = bash(f"sleep 30 & echo $! > {pidfile}; sleep 30", 300, cwd=str(tmp_path))
+    worker = threading.Thread(
+        target=lambda: box.append(
+            bash(f"(exec -a {mark} sleep 30) & sleep 30", 1500, cwd=str(tmp_path))
+        )
+    )
+    worker.start()
+    deadline = time.monotonic() + 5
+    while not _marked_pids(mark) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert _marked_pids(mark), "the background child never started"
+    worker.join(10)
+    result = box[0]
     assert result.timed_out and result.exit_code is None
-    assert time.monotonic() - began < 3
-    pid = int(pidfile.read_text())
+    assert time.monotonic() - began < 6
     deadline = time.monotonic() + 2
-    while _alive(pid) and time.monotonic() < deadline:
+    while _marked_pids(mark) and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert not _alive(pid)
+    assert _marked_pids(mark) == []
 
 
 def test_output_cap() -> None:
@@ -120,18 +148,37 @@ def test_bad_arguments() -> None:
         assert info.value.code == "INVALID_INPUT"
 
 
-def test_sandbox_unavailable_never_runs_unsandboxed(
+def test_sandbox_unavailable_never_runs_unconfined(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(bash_module, "_sandbox_prefix", None)
-    monkeypatch.setattr(bash_module.shutil, "which", lambda _name: None)
-    marker = tmp_path / "ran"
-    with pytest.raises(SmithersError) as info:
-        bash(f"touch {marker}", 1000)
-    assert info.value.code == "SANDBOX_UNAVAILABLE"
-    assert not marker.exists()
-    ctx = SimpleNamespace(allow_network=True, root_dir=str(tmp_path))
-    assert bash(f"touch {marker}", 1000, ctx=ctx).exit_code == 0  # no sandbox needed
+    monkeypatch.setattr(sandbox_module.shutil, "which", lambda _name: None)  # no bwrap, unshare
+    monkeypatch.delenv("SMITHERS_UNCONFINED_TOOLS", raising=False)
+    sandbox_module.reset_probes()
+    try:
+        marker = tmp_path / "ran"
+        for network in (False, True):  # the filesystem needs confining even with network
+            ctx = SimpleNamespace(allow_network=network, root_dir=str(tmp_path))
+            with pytest.raises(SmithersError) as info:
+                bash("touch ran", 1000, ctx=ctx)
+            assert info.value.code == "SANDBOX_UNAVAILABLE"
+            assert "bubblewrap" in info.value.message
+            assert "unconfined_tools=True" in info.value.message
+            assert "SMITHERS_UNCONFINED_TOOLS=1" in info.value.message
+            assert not marker.exists()
+        # the operator's explicit opt-out: runs unconfined (network is still refused and,
+        # with no unshare either, that is still SANDBOX_UNAVAILABLE)
+        optout = SimpleNamespace(allow_network=True, root_dir=str(tmp_path), unconfined_tools=True)
+        assert bash("touch ran", 1000, ctx=optout).exit_code == 0 and marker.exists()
+        optout.allow_network = False
+        with pytest.raises(SmithersError) as info:
+            bash("true", 1000, ctx=optout)
+        assert info.value.code == "SANDBOX_UNAVAILABLE" and "network" in info.value.message
+        marker.unlink()
+        monkeypatch.setenv("SMITHERS_UNCONFINED_TOOLS", "1")
+        ctx = SimpleNamespace(allow_network=True, root_dir=str(tmp_path))
+        assert bash("touch ran", 1000, ctx=ctx).exit_code == 0 and marker.exists()
+    finally:
+        sandbox_module.reset_probes()
 
 
 @pytest.mark.anyio
@@ -159,3 +206,39 @@ async def test_start_server_allow_network_reaches_tasks(
             assert out["exitCode"] != 0 and out["stdout"] == ""
         assert s.db.run_row(run_id)["config_json"].count(f'"allowNetwork":{str(allow).lower()}')
     assert os.path.isdir(tmp_path)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("unconfined", [False, True])
+async def test_start_server_unconfined_tools_reaches_tasks(
+    tmp_path: Path,
+    listener: tuple[int, list[bytes]],
+    monkeypatch: pytest.MonkeyPatch,
+    unconfined: bool,
+) -> None:
+    """Without bubblewrap a task's bash call fails the run, unless the host opted out."""
+    real_which = shutil.which
+    monkeypatch.setattr(
+        sandbox_module.shutil, "which", lambda name: None if name == "bwrap" else real_which(name)
+    )
+    monkeypatch.delenv("SMITHERS_UNCONFINED_TOOLS", raising=False)
+    sandbox_module.reset_probes()
+    port, seen = listener
+    try:
+        async with server(tmp_path, unconfined_tools=unconfined) as s:
+            r = await s.client.post(
+                "/v1/runs", json={"workflowPath": "wf/network.py", "input": {"port": port}}
+            )
+            run_id = r.json()["runId"]
+            status = await s.wait_status(run_id, "finished", "failed")
+            row = s.db.run_row(run_id)
+            if unconfined:
+                assert status == "finished"
+                out = s.db.get_output(run_id, "probe")
+                assert out["exitCode"] != 0 and out["stdout"] == ""  # network still isolated
+            else:
+                assert status == "failed" and "SANDBOX_UNAVAILABLE" in row["error_json"]
+                assert "unconfined_tools" in row["error_json"]
+        assert seen == []
+    finally:
+        sandbox_module.reset_probes()

@@ -30,6 +30,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--allow-network", action="store_true", help="let the bash tool use the network"
     )
     parser.add_argument(
+        "--unconfined-tools",
+        action="store_true",
+        help="run the bash tool unconfined where bubblewrap is unavailable (else it refuses)",
+    )
+    parser.add_argument(
         "--insecure",
         action="store_true",
         help="allow a non-loopback --host without an auth token",
@@ -65,6 +70,7 @@ def serve(args: argparse.Namespace) -> int:
             headers_timeout=args.headers_timeout,
             request_timeout=args.request_timeout,
             insecure=args.insecure,
+            unconfined_tools=args.unconfined_tools,
         ) as running:
             print(f"smithers server listening on {running.url}", flush=True)
             with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:

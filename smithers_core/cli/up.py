@@ -263,7 +263,11 @@ async def run_up(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as received:
         async with (
             Runtime(
-                db_url, base_dir=base_dir, resolver=resolver, allow_network=args.allow_network
+                db_url,
+                base_dir=base_dir,
+                resolver=resolver,
+                allow_network=args.allow_network,
+                unconfined_tools=getattr(args, "unconfined_tools", False),
             ) as rt,
             anyio.create_task_group() as tg,
         ):
@@ -318,6 +322,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--wait", action="store_true", help="stay while the run waits for people")
     parser.add_argument(
         "--allow-network", action="store_true", help="let the bash tool use the network"
+    )
+    parser.add_argument(
+        "--unconfined-tools",
+        action="store_true",
+        help="run the bash tool unconfined where bubblewrap is unavailable (else it refuses)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress display")
     parser.add_argument(

@@ -86,6 +86,7 @@ class Attempts:
             on_heartbeat=hb.heartbeat,
             on_log=hb.log,
             root_dir=self.host.root_dir,
+            unconfined_tools=self.host.unconfined_tools,
         )
         infl = Inflight(key, spec.attempt, anyio.CancelScope(), tctx)
         self.inflight[key] = infl

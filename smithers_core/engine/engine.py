@@ -90,6 +90,7 @@ class Engine:
         root_dir: str | None = None,
         allow_network: bool = False,
         supervise: bool = True,
+        unconfined_tools: bool = False,
     ) -> None:
         self.store = store
         self.options = options or EngineOptions.from_env()
@@ -97,6 +98,7 @@ class Engine:
         self.root_dir = root_dir
         self.allow_network = allow_network
         self.supervise = supervise
+        self.unconfined_tools = unconfined_tools
         self.owner_id = make_owner_id()
         self.active: dict[str, RunDriver] = {}
         self._tg: anyio.abc.TaskGroup | None = None

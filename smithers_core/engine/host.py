@@ -44,5 +44,9 @@ class RunHost(Protocol):
     def root_dir(self) -> str | None:
         """The directory tasks run in (``TaskContext.root_dir``)."""
 
+    @property
+    def unconfined_tools(self) -> bool:
+        """The operator let tools run without filesystem confinement where it is unavailable."""
+
     def run_settled(self, driver: SettledRun) -> None:
         """``driver`` stopped (parked, finished, failed, cancelled, suspended or lost)."""

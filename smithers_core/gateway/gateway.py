@@ -224,6 +224,7 @@ class Gateway:
             event_window_size=settings.event_window_size,
             max_event_windows=settings.max_run_windows,
             terminal_window_grace_ms=settings.terminal_window_grace_ms,
+            unconfined_tools=settings.unconfined_tools,
         )
 
     async def _main(

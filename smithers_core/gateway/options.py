@@ -79,6 +79,8 @@ class GatewayOptions(BaseModel):
     )
     idle_timeout_ms: int = 0
     insecure: bool = False
+    # the bash tool may run without filesystem confinement where bubblewrap is unavailable
+    unconfined_tools: bool = False
     identity: IdentityOption = Field(default_factory=IdentityOption)
     db: Any = "sqlite:///smithers.db"
     max_outbound_bytes: int = 32 * 1024 * 1024

@@ -72,8 +72,13 @@ async def serve_server(
     sse_keepalive_ms: int | None = None,
     sse_poll_ms: int | None = None,
     plugins: PluginHost | None = None,
+    unconfined_tools: bool = False,
 ) -> AsyncIterator[RunningServer]:
-    """Run the server inside the current event loop; leaving suspends its runs (D6)."""
+    """Run the server inside the current event loop; leaving suspends its runs (D6).
+
+    ``unconfined_tools=True`` lets the ``bash`` tool run without filesystem confinement where
+    bubblewrap is unavailable (otherwise it refuses with ``SANDBOX_UNAVAILABLE``).
+    """
     token = resolve_token(auth_token)
     refuse_insecure_bind(host, token, insecure)
     root = os.path.realpath(root_dir or os.getcwd())
@@ -97,6 +102,7 @@ async def serve_server(
         allow_network=allow_network,
         plugins=plugins,
         sse_poll_ms=poll,
+        unconfined_tools=unconfined_tools,
     )
     async with runtime:
         app = create_server_app(
@@ -147,8 +153,8 @@ def start_server(
 ) -> ServerHandle:
     """Start the server on a daemon thread; returns once the socket is bound (D9).
 
-    Extra keyword arguments (``options``, ``sse_keepalive_ms``, ``sse_poll_ms``, ``plugins``)
-    go to :func:`serve_server`.
+    Extra keyword arguments (``options``, ``sse_keepalive_ms``, ``sse_poll_ms``, ``plugins``,
+    ``unconfined_tools``) go to :func:`serve_server`.
     """
     ready = threading.Event()
     box: dict[str, Any] = {}

@@ -1,10 +1,14 @@
 """The ``bash`` tool (D9): a shell command in ``root_dir`` with a timeout and an output cap.
 
-The command runs in its own process group, killed whole on timeout. Without network access
-(the default, and whatever the host's ``allow_network`` says) it runs in a fresh network
-namespace (``unshare --net``, or ``unshare --user --map-root-user --net`` when unprivileged);
-if neither works it raises ``SANDBOX_UNAVAILABLE`` and never runs unsandboxed. The flag covers
-this tool only, not the task's own Python code.
+The command runs confined to ``root_dir`` (bubblewrap, see :mod:`smithers_core.tools.sandbox`
+for exactly what it sees): read-write only under the root, system paths read-only, the rest
+absent. Without network access (the default, and whatever the host's ``allow_network`` says)
+it also gets a fresh network namespace. Where confinement is unavailable it raises
+``SANDBOX_UNAVAILABLE`` and never runs, unless the operator opted out with
+``unconfined_tools`` (host option / ``--unconfined-tools`` / ``SMITHERS_UNCONFINED_TOOLS=1``):
+then it runs unconfined, still without network. It runs in its own process group (and pid
+namespace), killed whole on timeout. All this covers this tool only, not the task's own
+Python code.
 
 Inside a task, pass the task context so the host's and the run's settings apply::
 
@@ -20,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
 import threading
@@ -31,12 +34,10 @@ from typing import IO, Any
 import anyio.to_thread
 
 from smithers_core.errors import SmithersError
+from smithers_core.tools.sandbox import confine, unconfined_from_env
 
 DEFAULT_TIMEOUT_MS = 60_000
 DEFAULT_MAX_OUTPUT_BYTES = 1_048_576
-
-_probe_lock = threading.Lock()
-_sandbox_prefix: list[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,45 +60,6 @@ class BashResult:
             "truncated": self.truncated,
             "durationMs": self.duration_ms,
         }
-
-
-def _works(prefix: list[str]) -> bool:
-    try:
-        done = subprocess.run(
-            [*prefix, "true"],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            timeout=10,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return False
-    return done.returncode == 0
-
-
-def sandbox_prefix() -> list[str]:
-    """The command prefix that gives a fresh network namespace, probed once per process."""
-    global _sandbox_prefix
-    with _probe_lock:
-        if _sandbox_prefix is None:
-            unshare = shutil.which("unshare")
-            candidates = (
-                [[unshare, "--net", "--"], [unshare, "--user", "--map-root-user", "--net", "--"]]
-                if unshare
-                else []
-            )
-            for prefix in candidates:
-                if _works(prefix):
-                    _sandbox_prefix = prefix
-                    break
-            else:
-                raise SmithersError(
-                    "SANDBOX_UNAVAILABLE",
-                    "Cannot run bash without network access here (unshare --net is unavailable);"
-                    " refusing to run it unsandboxed",
-                )
-        return list(_sandbox_prefix)
 
 
 def _drain(stream: IO[bytes], sink: bytearray, cap: int, over: list[bool]) -> None:
@@ -126,6 +88,19 @@ def effective_limit(explicit: int | None, run_limit: Any, default: int) -> int:
     return explicit if cap is None else min(explicit, cap)
 
 
+def _root_and_cwd(root_dir: str | None, cwd: str | None) -> tuple[str, str]:
+    """The sandbox root and working directory, as real paths; ``cwd`` must lie in the root."""
+    root = os.path.realpath(root_dir or cwd or os.getcwd())
+    workdir = os.path.realpath(os.path.join(root, cwd)) if cwd and root_dir else root
+    if os.path.commonpath([root, workdir]) != root:
+        raise SmithersError("INVALID_INPUT", "bash cwd must be inside the root directory")
+    if root == os.path.dirname(root):
+        raise SmithersError("INVALID_INPUT", "bash cannot use / as its root directory")
+    if not os.path.isdir(workdir):
+        raise SmithersError("INVALID_INPUT", "bash cwd is not a directory")
+    return root, workdir
+
+
 def bash(
     cmd: str,
     timeout_ms: int | None = None,
@@ -138,9 +113,10 @@ def bash(
 ) -> BashResult:
     """Run ``cmd`` with ``bash -c`` (blocking; use :func:`bash_async` from async tasks).
 
-    ``cwd`` defaults to ``ctx.root_dir``, else the working directory; ``allow_network``
-    defaults to ``ctx.allow_network``, else False. ``timeout_ms`` (default 60 s) and
-    ``max_output_bytes`` (default 1 MiB, per stream) are capped by the run's
+    The root is ``ctx.root_dir``, else ``cwd``, else the working directory; ``cwd`` (inside
+    the root) defaults to the root. ``allow_network`` defaults to ``ctx.allow_network``, else
+    False; ``ctx.unconfined_tools`` is the operator's opt-out of confinement. ``timeout_ms``
+    (default 60 s) and ``max_output_bytes`` (default 1 MiB, per stream) are capped by the run's
     ``ctx.tool_timeout_ms`` / ``ctx.max_output_bytes``, which are also the defaults when set.
     """
     if not isinstance(cmd, str) or not cmd.strip():
@@ -156,10 +132,9 @@ def bash(
     network = allow_network
     if network is None:
         network = bool(getattr(ctx, "allow_network", False))
-    workdir = cwd or getattr(ctx, "root_dir", None) or os.getcwd()
-    argv = ["bash", "-c", cmd]
-    if not network:
-        argv = [*sandbox_prefix(), *argv]
+    root, workdir = _root_and_cwd(getattr(ctx, "root_dir", None), cwd)
+    unconfined = bool(getattr(ctx, "unconfined_tools", False)) or unconfined_from_env()
+    argv = confine(["bash", "-c", cmd], root, workdir, network=network, unconfined=unconfined)
     began = time.monotonic()
     proc = subprocess.Popen(
         argv,

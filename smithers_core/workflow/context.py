@@ -97,7 +97,8 @@ class TaskContext:
     """What a task function receives as its first argument.
 
     ``allow_network``, ``tool_timeout_ms`` and ``max_output_bytes`` are the run's limits for
-    tools such as :func:`smithers_core.tools.bash` (None: the tool's own default).
+    tools such as :func:`smithers_core.tools.bash` (None: the tool's own default);
+    ``unconfined_tools`` is the operator's opt-out of the tool's filesystem confinement.
     """
 
     def __init__(
@@ -116,6 +117,7 @@ class TaskContext:
         root_dir: str | None = None,
         tool_timeout_ms: int | None = None,
         max_output_bytes: int | None = None,
+        unconfined_tools: bool = False,
     ) -> None:
         self.input = input
         self.run_id = run_id
@@ -128,6 +130,7 @@ class TaskContext:
         self.root_dir = root_dir
         self.tool_timeout_ms = tool_timeout_ms
         self.max_output_bytes = max_output_bytes
+        self.unconfined_tools = unconfined_tools
         self._on_heartbeat = on_heartbeat
         self._on_log = on_log
         self._cancelled = threading.Event()
