@@ -147,6 +147,8 @@ METHOD_SCOPES: Final[dict[str, str]] = {
     "cronRun": "cron:write",
     "hijackRun": "run:admin",
     "jumpToFrame": "run:admin",
+    "getNodeOutput": "run:read",
+    "listPrompts": "prompt:read",
     # Dotted spellings and legacy aliases.
     "cron.list": "cron:read",
     "cron.add": "cron:write",
@@ -160,6 +162,7 @@ METHOD_SCOPES: Final[dict[str, str]] = {
     "approvals.list": "run:read",
     "approvals.decide": "approval:submit",
     "signals.send": "signal:submit",
+    "devtools.getNodeOutput": "run:read",
     # HTTP/legacy-only names with fixed scopes (upstream HTTP_ROUTE_SCOPES) and the rest of
     # the catalog the gateway knows, so name grants resolve to a scope that never escalates.
     # ("approve" is also a legacy level; the gateway resolves that method name through its

@@ -156,6 +156,11 @@ def test_parked_run_exits_3_with_the_deciding_command_then_continues(tmp_path: P
     show = smithers(cwd, "runs", "show", "r3")
     run = json.loads(show.stdout)
     assert run["status"] == "finished" and run["summary"] == {"finished": 3}
+    # what each node produced, first written first (the gate approval produces nothing)
+    assert run["outputs"] == [
+        {"nodeId": "work", "iteration": 0, "outputTable": "Out", "row": {"v": 1}},
+        {"nodeId": "go", "iteration": 0, "outputTable": "Go", "row": {"msg": "hi"}},
+    ]
 
 
 def test_wait_stays_until_another_process_decides(tmp_path: Path) -> None:

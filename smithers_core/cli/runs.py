@@ -2,7 +2,8 @@
 
 Each subcommand opens the store named by ``--db`` (else the config's ``[gateway] db``) without a
 supervisor, performs one RunService operation and prints its result as JSON. ``resume`` runs
-the workflow in the foreground exactly like ``smithers up --resume``.
+the workflow in the foreground exactly like ``smithers up --resume``. ``show`` adds the run's
+node outputs as ``outputs``: ``[{nodeId, iteration, outputTable, row}]``, first written first.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ from smithers_core.runtime import Runtime
 from smithers_core.store.runs import CancelAttribution
 
 Handler = Callable[[argparse.Namespace], int]
+
+SHOW_OUTPUTS = 1000
+"""``runs show`` lists at most this many node outputs (first written first)."""
 
 
 async def _operate(args: argparse.Namespace, op: str) -> dict[str, Any]:
@@ -52,7 +56,9 @@ async def _operate(args: argparse.Namespace, op: str) -> dict[str, Any]:
         if op == "cancel":
             return await svc.cancel(args.run_id, CancelAttribution(source="cli", pid=os.getpid()))
         if op == "show":
-            return await svc.get_run(args.run_id)
+            run = await svc.get_run(args.run_id)
+            run["outputs"] = rt.db.list_outputs(args.run_id, SHOW_OUTPUTS)
+            return run
         raise AssertionError(op)
 
 
@@ -134,7 +140,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     p.add_argument("run_id", metavar="RUN")
     add_store_options(p)
     p.set_defaults(handler=operation("cancel"))
-    p = sub.add_parser("show", help="print a run (status, summary, runState)")
+    p = sub.add_parser("show", help="print a run (status, summary, runState, outputs)")
     p.add_argument("run_id", metavar="RUN")
     add_store_options(p)
     p.set_defaults(handler=operation("show"))

@@ -15,7 +15,7 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -492,6 +492,14 @@ class Engine:
         if self._tg is None or self._closing:
             return
         self._tg.start_soon(self._try_resume, run_id)
+
+    def start_soon(self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> bool:
+        """Run a host's helper ``fn(*args)`` until the engine closes (then it is cancelled);
+        False, starting nothing, when the engine is not running."""
+        if self._tg is None or self._closing:
+            return False
+        self._tg.start_soon(fn, *args)
+        return True
 
 
 def _positive_int(value: Any) -> int | None:

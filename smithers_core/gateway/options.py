@@ -7,19 +7,50 @@ non-finite values with ``INVALID_INPUT``); the validation error is raised by ``G
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from smithers_core.errors import SmithersError
 
 DEFAULT_FEATURES = ("streaming", "runs")
+BRIDGE_POLL_MS = 1000
 
 
 def _env_int(name: str, default: int) -> int:
     raw = os.environ.get(name)
     return int(raw) if raw else default
+
+
+def positive_int(value: Any) -> Any:
+    """Upstream's numeric option check: a finite number > 0, floored to an integer."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be an integer greater than 0")
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError("must be a finite number greater than 0")
+        value = int(value)  # upstream floors
+    if value <= 0:
+        raise ValueError("must be an integer greater than 0")
+    return value
+
+
+class DefaultsOption(BaseModel):
+    """``defaults``: per-gateway fallbacks for options left unset at the top level.
+
+    ``cli_agent_tools`` is validated and kept for plugins (core runs no CLI agents).
+    """
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+    cli_agent_tools: Literal["all", "explicit-only"] | None = None
+    out_of_process_event_bridge: bool | None = None
+    out_of_process_event_bridge_poll_ms: int | None = None
+
+    @field_validator("out_of_process_event_bridge_poll_ms", mode="before")
+    @classmethod
+    def _positive_int(cls, value: Any) -> Any:
+        return None if value is None else positive_int(value)
 
 
 class IdentityOption(BaseModel):
@@ -35,6 +66,9 @@ class GatewayOptions(BaseModel):
 
     Time constants default to upstream's values and read ``SMITHERS_GATEWAY_*`` environment
     overrides (D12). ``db`` is a store URL (``sqlite:///smithers.db``) or a ``SqliteStore``.
+    ``out_of_process_event_bridge`` and ``out_of_process_event_bridge_poll_ms`` are unset
+    (None) by default and resolved at construction: the option, else ``defaults``, else the
+    environment override (poll only), else upstream's default (``True``, 1,000 ms).
     """
 
     model_config = ConfigDict(
@@ -54,7 +88,7 @@ class GatewayOptions(BaseModel):
     ui: Any = None
     operator_ui: Any = Field(default_factory=lambda: {"path": "/console"})
     workspace_root: str | None = None
-    defaults: dict[str, Any] | None = None
+    defaults: DefaultsOption | None = None
     max_body_bytes: int = 1_048_576
     max_payload: int = 1_048_576
     max_connections: int = 1000
@@ -64,10 +98,8 @@ class GatewayOptions(BaseModel):
     terminal_window_grace_ms: int = Field(
         default_factory=lambda: _env_int("SMITHERS_GATEWAY_WINDOW_GRACE_MS", 1000)
     )
-    out_of_process_event_bridge: bool = True
-    out_of_process_event_bridge_poll_ms: int = Field(
-        default_factory=lambda: _env_int("SMITHERS_GATEWAY_BRIDGE_POLL_MS", 1000)
-    )
+    out_of_process_event_bridge: bool | None = None
+    out_of_process_event_bridge_poll_ms: int | None = None
     headers_timeout: int = Field(
         default_factory=lambda: _env_int("SMITHERS_GATEWAY_HEADERS_TIMEOUT", 30_000)
     )
@@ -103,7 +135,6 @@ class GatewayOptions(BaseModel):
         "event_window_size",
         "max_run_windows",
         "terminal_window_grace_ms",
-        "out_of_process_event_bridge_poll_ms",
         "headers_timeout",
         "request_timeout",
         "auth_deadline_ms",
@@ -119,15 +150,12 @@ class GatewayOptions(BaseModel):
     )
     @classmethod
     def _positive_int(cls, value: Any) -> Any:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValueError("must be an integer greater than 0")
-        if isinstance(value, float):
-            if value != value or value in (float("inf"), float("-inf")):
-                raise ValueError("must be a finite number greater than 0")
-            value = int(value)  # upstream floors
-        if value <= 0:
-            raise ValueError("must be an integer greater than 0")
-        return value
+        return positive_int(value)
+
+    @field_validator("out_of_process_event_bridge_poll_ms", mode="before")
+    @classmethod
+    def _optional_positive_int(cls, value: Any) -> Any:
+        return None if value is None else positive_int(value)
 
     @field_validator("idle_timeout_ms", mode="before")
     @classmethod
@@ -135,6 +163,20 @@ class GatewayOptions(BaseModel):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ValueError("must be a non-negative integer")
         return value
+
+    @model_validator(mode="after")
+    def _resolve_defaults(self) -> GatewayOptions:
+        """Unset bridge options: ``defaults``, else the environment, else upstream's default."""
+        fallback = self.defaults or DefaultsOption()
+        if self.out_of_process_event_bridge is None:
+            bridge = fallback.out_of_process_event_bridge
+            self.out_of_process_event_bridge = True if bridge is None else bridge
+        if self.out_of_process_event_bridge_poll_ms is None:
+            self.out_of_process_event_bridge_poll_ms = (
+                fallback.out_of_process_event_bridge_poll_ms
+                or _env_int("SMITHERS_GATEWAY_BRIDGE_POLL_MS", BRIDGE_POLL_MS)
+            )
+        return self
 
 
 def parse_options(raw: dict[str, Any]) -> GatewayOptions:
@@ -153,4 +195,12 @@ def parse_options(raw: dict[str, Any]) -> GatewayOptions:
         ) from exc
 
 
-__all__ = ["DEFAULT_FEATURES", "GatewayOptions", "IdentityOption", "parse_options"]
+__all__ = [
+    "BRIDGE_POLL_MS",
+    "DEFAULT_FEATURES",
+    "DefaultsOption",
+    "GatewayOptions",
+    "IdentityOption",
+    "parse_options",
+    "positive_int",
+]

@@ -6,16 +6,23 @@ passes its DB adapter; here the store, event hub and run service travel together
 ``POST /approve/{nodeId}``, ``POST /deny/{nodeId}``, ``POST /cancel``, ``GET /metrics`` and
 ``POST /signals/{signalName}`` (alias ``/signal/{signalName}``), all but ``/metrics`` the
 shared run routes on the app's own run (:class:`~smithers_core.hosts.run_routes.OwnRun`).
+
+``abort`` (an ``anyio.Event`` or a ``threading.Event``) works both ways: ``POST /cancel`` sets
+it, and setting it from outside cancels the run (:class:`AbortWatch`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
+import threading
 from collections.abc import Callable
 from typing import Any
 
 import anyio
+from starlette.types import Receive, Scope, Send
 
+from smithers_core.errors import SmithersError
 from smithers_core.hosts.app import HostApp
 from smithers_core.hosts.listen import listening, refuse_insecure_bind
 from smithers_core.hosts.options import DEFAULT_MAX_BODY_BYTES, DEFAULT_PORT
@@ -25,6 +32,46 @@ from smithers_core.http.auth import resolve_token
 from smithers_core.http.binding import BoundServer
 from smithers_core.runtime import Runtime
 from smithers_core.workflow.definition import Workflow
+
+ABORT_POLL_S = 0.05
+"""How often a ``threading.Event`` abort is looked at (an ``anyio.Event`` is awaited)."""
+
+
+class AbortWatch:
+    """Cancels the served run once ``abort`` is set, by whoever sets it.
+
+    It runs in the runtime's engine (cancelled when the runtime closes), started as soon as
+    the app is built on the event loop, else by the app's first request.
+    """
+
+    def __init__(self, runtime: Runtime, run_id: str, abort: Abort) -> None:
+        self.rt = runtime
+        self.run_id = run_id
+        self.abort = abort
+        self.started = False
+
+    def start(self) -> None:
+        """Start watching, if the runtime is open and this is its event loop."""
+        if self.started:
+            return
+        try:
+            asyncio.get_running_loop()
+            engine = self.rt.engine
+        except (RuntimeError, AttributeError):
+            return
+        self.started = engine.start_soon(self._watch)
+
+    async def _watch(self) -> None:
+        abort = self.abort
+        if isinstance(abort, threading.Event):
+            while not abort.is_set():
+                await anyio.sleep(ABORT_POLL_S)
+        else:
+            await abort.wait()
+        try:
+            await self.rt.service.cancel(self.run_id)
+        except SmithersError:
+            pass  # already terminal (cancelled through /cancel, or finished): nothing to do
 
 
 class ServeApp(HostApp):
@@ -61,6 +108,14 @@ class ServeApp(HostApp):
         add("/signal/{signalName}", runs.signal, ("POST",))
         if metrics:
             add("/metrics", self.metrics_route)
+        self.abort_watch = AbortWatch(adapter, run_id, abort) if abort is not None else None
+        if self.abort_watch is not None:
+            self.abort_watch.start()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.abort_watch is not None and not self.abort_watch.started:
+            self.abort_watch.start()
+        await super().__call__(scope, receive, send)
 
 
 def create_serve_app(
@@ -123,4 +178,4 @@ async def serve_up(
         await anyio.sleep_forever()
 
 
-__all__ = ["ServeApp", "create_serve_app", "serve_up"]
+__all__ = ["AbortWatch", "ServeApp", "create_serve_app", "serve_up"]

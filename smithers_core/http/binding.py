@@ -19,6 +19,7 @@ import anyio.abc
 import uvicorn
 
 from smithers_core.errors import SmithersError
+from smithers_core.http.unix import bind_unix, remove_if_ours
 
 log = logging.getLogger("smithers.http")
 
@@ -65,10 +66,7 @@ class BoundServer:
 
 def _bind_socket(host: str, port: int, path: str | None) -> socket.socket:
     if path is not None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.bind(path)
+        sock = bind_unix(path)
     else:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         # proto=IPPROTO_TCP lets asyncio set TCP_NODELAY on accepted sockets (no 40 ms
@@ -114,6 +112,7 @@ async def serve_app(
         http_protocol = timeout_protocol(headers_timeout_ms, request_timeout_ms)
     bind_host = host or "127.0.0.1"
     sock = _bind_socket(bind_host, port, path)
+    inode = os.lstat(path).st_ino if path is not None else 0  # the socket file we own
     cfg = uvicorn.Config(
         app,
         proxy_headers=False,
@@ -139,8 +138,7 @@ async def serve_app(
         finally:
             sock.close()
             if path is not None:
-                with contextlib.suppress(OSError):
-                    os.unlink(path)
+                remove_if_ours(path, inode)
             started.set()
             done.set()
 

@@ -229,6 +229,37 @@ class SmithersDb:
         """A node's output payload, or None."""
         return self.store.read(lambda c: nodes.output_payload(c, run_id, node_id, iteration))
 
+    def node_output(self, run_id: str, node_id: str, iteration: int) -> dict[str, Any]:
+        """What ``getNodeOutput`` reads of one node, in one snapshot: ``iterations`` (its node
+        rows by iteration, camelCase), ``output`` (the output row of ``iteration`` with the
+        raw ``payloadJson`` and ``schemaJson``, or None) and ``attempt`` (the newest attempt
+        of ``iteration``, or None)."""
+
+        def q(c: sqlite3.Connection) -> dict[str, Any]:
+            out = nodes.output_row(c, run_id, node_id, iteration)
+            attempts = nodes.attempt_rows(c, run_id, node_id, iteration)
+            return {
+                "iterations": [camel_row(r) for r in nodes.node_iterations(c, run_id, node_id)],
+                "output": camel_row(out) if out is not None else None,
+                "attempt": camel_row(attempts[0]) if attempts else None,
+            }
+
+        return self.store.read(q)
+
+    def list_outputs(self, run_id: str, limit: int = 1000) -> list[dict[str, Any]]:
+        """The run's outputs, first written first: ``{nodeId, iteration, outputTable, row}``."""
+        return self.store.read(
+            lambda c: [
+                {
+                    "nodeId": r[0],
+                    "iteration": r[1],
+                    "outputTable": r[2] or None,
+                    "row": jsonutil.loads(r[3]),
+                }
+                for r in nodes.run_outputs(c, run_id, limit)
+            ]
+        )
+
     # -- approvals and signals --------------------------------------------------------------
     def pending_approvals(self, run_id: str | None = None) -> list[dict[str, Any]]:
         """Approvals someone can still decide, oldest first, with run and node details

@@ -337,3 +337,33 @@ def output_payload(conn: sqlite3.Connection, run_id: str, node_id: str, iteratio
         (run_id, node_id, iteration),
     ).fetchone()
     return None if row is None else jsonutil.loads(row[0])
+
+
+def node_iterations(conn: sqlite3.Connection, run_id: str, node_id: str) -> list[sqlite3.Row]:
+    """Every iteration's row of one node, lowest iteration first (``getNodeOutput``)."""
+    return conn.execute(
+        "SELECT iteration, state, last_attempt, output_table FROM _smithers_nodes"
+        " WHERE run_id = ? AND node_id = ? ORDER BY iteration",
+        (run_id, node_id),
+    ).fetchall()
+
+
+def output_row(
+    conn: sqlite3.Connection, run_id: str, node_id: str, iteration: int
+) -> sqlite3.Row | None:
+    """A node's output row (``output_table``, ``payload_json``, ``schema_json``), or None."""
+    row: sqlite3.Row | None = conn.execute(
+        "SELECT output_table, payload_json, schema_json FROM _smithers_outputs"
+        " WHERE run_id = ? AND node_id = ? AND iteration = ?",
+        (run_id, node_id, iteration),
+    ).fetchone()
+    return row
+
+
+def run_outputs(conn: sqlite3.Connection, run_id: str, limit: int) -> list[sqlite3.Row]:
+    """The run's output rows in the order they were first written, at most ``limit``."""
+    return conn.execute(
+        "SELECT node_id, iteration, output_table, payload_json FROM _smithers_outputs"
+        " WHERE run_id = ? ORDER BY rowid LIMIT ?",
+        (run_id, limit),
+    ).fetchall()

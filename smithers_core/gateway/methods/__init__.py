@@ -5,9 +5,18 @@ from __future__ import annotations
 
 from smithers_core.contributions import RpcMethod
 from smithers_core.gateway.context import GatewayContext
-from smithers_core.gateway.methods import approvals, frames, runs, signals, streams, workflows
+from smithers_core.gateway.methods import (
+    approvals,
+    frames,
+    outputs,
+    prompts,
+    runs,
+    signals,
+    streams,
+    workflows,
+)
 
-FAMILIES = (workflows, runs, frames, approvals, signals, streams)
+FAMILIES = (workflows, runs, frames, outputs, approvals, signals, streams, prompts)
 
 
 def core_methods(ctx: GatewayContext) -> list[RpcMethod]:
