@@ -214,7 +214,7 @@ async def test_input_is_validated_against_the_workflow_model(tmp_path: Path) -> 
     async with server(tmp_path) as s:
         p = str(s.wf["typed"])
         r = await s.client.post("/v1/runs", json={"workflowPath": p, "input": {"n": "x"}})
-        e = err(r, 400, "INVALID_REQUEST")
+        e = err(r, 400, "INVALID_INPUT")  # changed (issue 13): the model's field errors
         assert e["details"]["issues"]
         assert (await s.client.get("/v1/runs")).json() == []  # nothing was written
         r = await s.client.post("/v1/runs", json={"workflowPath": p, "input": {"n": 5}})

@@ -102,9 +102,9 @@ class ServerApp(HostApp):
                 allow_network=self.allow_network,
             )
         except SmithersError as exc:
-            if exc.code == "INVALID_INPUT":
+            if exc.code == "INVALID_INPUT":  # the input model's field errors (issue 13)
                 details = {"issues": exc.details["issues"]} if exc.details else None
-                raise HttpError(400, "INVALID_REQUEST", exc.message, details) from exc
+                raise HttpError(400, "INVALID_INPUT", exc.message, details) from exc
             raise
         return self.reply(200, {"runId": result["runId"]})
 

@@ -62,8 +62,11 @@ class RunMethods:
             raise
 
     async def launch_run(self, call: RpcCall, params: dict[str, Any]) -> Any:
-        if not isinstance(params.get("workflow"), str) or not params.get("workflow"):
-            raise SmithersError("INVALID_REQUEST", "workflow is required")
+        workflow = params.get("workflow")
+        if not isinstance(workflow, str) or not workflow:
+            missing = workflow is None or workflow == ""
+            message = "workflow is required" if missing else "workflow must be a string"
+            raise SmithersError("INVALID_REQUEST", message)
         who = started_by(sub(params, "options").get("startedBy"))
         p: LaunchParams = parse(LaunchParams, params, "INVALID_REQUEST", "Invalid launchRun params")
         key = p.workflow
@@ -76,7 +79,11 @@ class RunMethods:
                 raise SmithersError("INVALID_INPUT", f"options.{name} must be an integer >= 1")
             if value is not None:
                 limits[name] = value
-        run_input = validate_rpc_input(params.get("input"))
+        run_input = params.get("input")
+        if isinstance(run_input, dict):
+            run_input = validate_rpc_input(run_input)
+        # else: null is {}; any other value is refused by the input model (INVALID_INPUT),
+        # where upstream turns it into {} and runs with the defaults (issue 13)
         run_id = p.runId or options.runId or str(uuid.uuid4())
         config = self._config(call, key, reg)
         if who is not None:
