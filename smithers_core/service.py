@@ -13,6 +13,7 @@ from typing import Any
 from smithers_core import jsonutil, scopes
 from smithers_core.auth import Identity
 from smithers_core.engine.engine import Engine
+from smithers_core.engine.signal_check import check_signal_payload
 from smithers_core.engine.transitions import TERMINAL_RUN, WAITING_RUN, get_run_row
 from smithers_core.errors import SmithersError
 from smithers_core.store import approvals, nodes, runs, signals
@@ -192,8 +193,14 @@ class RunService:
         *,
         correlation_id: str | None = None,
         received_by: str | None = None,
+        workflow: Workflow | None = None,
     ) -> dict[str, Any]:
-        """Store a signal (buffered until a matching wait consumes it) and wake the run."""
+        """Store a signal (buffered until a matching wait consumes it) and wake the run.
+
+        When the run already waits for it with an output model, the payload is checked first
+        (``INVALID_INPUT`` with the field errors, nothing stored); ``workflow`` is the run's,
+        else the running driver's or the engine resolver's.
+        """
         name = signal_name.strip() if isinstance(signal_name, str) else ""
         if not name or len(name) > MAX_SIGNAL_NAME:
             raise SmithersError("INVALID_INPUT", "signalName must be a non-empty string")
@@ -204,6 +211,16 @@ class RunService:
             encoded = jsonutil.dumps(data)
         except (TypeError, ValueError) as exc:
             raise SmithersError("INVALID_INPUT", f"Signal payload is not JSON: {exc}") from exc
+        driver = self.engine.active.get(run_id)
+        await check_signal_payload(
+            self.engine.store,
+            run_id,
+            name,
+            correlation_id,
+            data,
+            workflow=workflow or (driver.workflow if driver is not None else None),
+            resolver=self.engine.resolver,
+        )
 
         def change(tx: Tx) -> dict[str, Any]:
             run = get_run_row(tx, run_id)

@@ -132,10 +132,43 @@ async def test_signal_before_the_wait_is_buffered(tmp_path: Path) -> None:
         assert "RunStatusChanged" not in h.types(rid)[h.types(rid).index("ApprovalGranted") :]
 
 
-async def test_invalid_payload_rejected_then_good_payload_resolves(tmp_path: Path) -> None:
+async def test_invalid_payload_refused_at_once_then_good_payload_resolves(tmp_path: Path) -> None:
     async with Harness(tmp_path) as h:
         rid, _ = await h.start(sig_basic)
+        # issue 13: the run waits for it, so the wait's model checks the payload at once
+        with pytest.raises(SmithersError) as info:
+            await h.svc.deliver_signal(rid, "deploy.completed", {"nope": 1})
+        assert info.value.code == "INVALID_INPUT"
+        assert info.value.details is not None and info.value.details["nodeId"] == "deploy-ack"
+        assert [i["loc"] for i in info.value.details["issues"]] == [("url",)]
+        assert h.db.list_signals(rid) == [] and h.find(rid, "SignalReceived") == []
+        assert h.status(rid) == "waiting-event"
+
+        await h.svc.deliver_signal(rid, "deploy.completed", {"url": "ok"})
+        assert await h.settle(rid) == "finished"
+        assert h.output(rid, "deploy-ack")["url"] == "ok"
+        assert [s["consumedNodeId"] for s in h.db.list_signals(rid)] == ["deploy-ack"]
+
+
+async def test_buffered_invalid_payload_rejected_at_consumption(tmp_path: Path) -> None:
+    release = anyio.Event()
+
+    async def _hold(t: Any) -> Echo:
+        await release.wait()
+        return Echo(text="held")
+
+    @workflow("sig-late")
+    def sig_late(ctx: Any) -> Any:
+        return Seq(
+            Task("hold", _hold, output=Echo),
+            WaitSignal("deploy-ack", signal="deploy.completed", output=Ack),
+        )
+
+    async with Harness(tmp_path) as h:
+        rid = await h.launch(sig_late)
+        # nothing waits yet: the signal is buffered, then refused when the wait consumes it
         await h.svc.deliver_signal(rid, "deploy.completed", {"nope": 1})
+        release.set()
         assert await h.settle(rid) == "waiting-event"
         rejected = h.find(rid, "SignalRejected")
         assert len(rejected) == 1
@@ -143,13 +176,11 @@ async def test_invalid_payload_rejected_then_good_payload_resolves(tmp_path: Pat
         assert rejected[0]["correlationId"] is None and rejected[0]["seq"] == 0
         assert rejected[0]["error"]["code"] == "INVALID_INPUT"
         assert h.nodes(rid)["deploy-ack"] == "waiting-event"
-        assert h.status(rid) == "waiting-event"
         sig = h.db.list_signals(rid)[0]
         assert sig["consumedNodeId"] is None and sig["rejectedAtMs"] is not None
 
         await h.svc.deliver_signal(rid, "deploy.completed", {"url": "ok"})
         assert await h.settle(rid) == "finished"
-        assert h.output(rid, "deploy-ack")["url"] == "ok"
         assert [s["consumedNodeId"] for s in h.db.list_signals(rid)] == [None, "deploy-ack"]
         assert len(h.find(rid, "SignalRejected")) == 1
 

@@ -13,7 +13,8 @@ step by step (the order decides which error a client sees):
 - cancel: the run (404), the cancel (409 for a terminal run), then the own run's abort is set;
   the body is never read;
 - signal: the body, the run (404), the delivery (409 for a terminal run, 500 for an empty
-  name), then the own run is resumed.
+  name, 400 ``INVALID_INPUT`` when the waiting node's model refuses the payload), then the
+  own run is resumed.
 """
 
 from __future__ import annotations
@@ -152,8 +153,12 @@ class RunRoutes:
                 {} if data is None else data,
                 correlation_id=correlation if isinstance(correlation, str) else None,
                 received_by=received_by if isinstance(received_by, str) else None,
+                workflow=self.own.workflow if self.own is not None else None,
             )
         except SmithersError as exc:
+            if exc.code == "INVALID_INPUT" and (exc.details or {}).get("issues"):
+                # the waiting node's model refused the payload (issue 13)
+                raise HttpError(400, "INVALID_INPUT", exc.message, exc.details) from exc
             if exc.code == "INVALID_INPUT":  # upstream: an empty signal name is a 500
                 raise HttpError(500, "SERVER_ERROR", exc.message) from exc
             raise
