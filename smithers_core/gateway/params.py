@@ -79,14 +79,38 @@ class SignalParams(_Params):
     data: Any = None
 
 
+_EXPECTED = {
+    "string_type": "a string",
+    "int_type": "an integer",
+    "int_from_float": "an integer",
+    "bool_type": "a boolean",
+    "float_type": "a number",
+    "dict_type": "an object",
+    "model_type": "an object",
+    "model_attributes_type": "an object",
+    "list_type": "an array",
+}
+
+
+def type_message(issues: list[Any]) -> str | None:
+    """``<field> must be <type>`` for the first issue, None when a field is missing or null
+    (the caller's ``... is required`` message says that better)."""
+    if not issues or any(i.get("type") == "missing" or i.get("input", 0) is None for i in issues):
+        return None
+    issue = issues[0]
+    field = ".".join(str(p) for p in issue.get("loc", ())) or "params"
+    expected = _EXPECTED.get(issue.get("type", ""))
+    return f"{field} must be {expected}" if expected else f"{field}: {issue.get('msg')}"
+
+
 def parse(model: type[Any], params: dict[str, Any], code: str, message: str) -> Any:
-    """``model`` validated from ``params``; a failure is ``code``/``message`` with the issues."""
+    """``model`` validated from ``params``; a failure is ``code`` with the issues, and
+    ``message`` when a field is missing, else what is wrong (``runId must be a string``)."""
     try:
         return model.model_validate(params)
     except ValidationError as exc:
-        raise SmithersError(
-            code, message, {"issues": exc.errors(include_url=False, include_context=False)}
-        ) from exc
+        issues = exc.errors(include_url=False, include_context=False)
+        raise SmithersError(code, type_message(issues) or message, {"issues": issues}) from exc
 
 
 def sub(params: dict[str, Any], name: str) -> dict[str, Any]:
@@ -116,11 +140,13 @@ def offset_of(value: Any) -> int:
     return value
 
 
-def run_id_of(params: dict[str, Any]) -> str:
-    """``params.runId``, else ``INVALID_REQUEST`` ``runId is required``."""
+def run_id_of(params: dict[str, Any], code: str = "INVALID_REQUEST") -> str:
+    """``params.runId``, else ``code`` with ``runId is required`` (absent, null or empty) or
+    ``runId must be a string``."""
     run_id = params.get("runId")
     if not isinstance(run_id, str) or not run_id:
-        raise SmithersError("INVALID_REQUEST", "runId is required")
+        missing = run_id is None or run_id == ""
+        raise SmithersError(code, "runId is required" if missing else "runId must be a string")
     return run_id
 
 
@@ -174,4 +200,5 @@ __all__ = [
     "run_id_of",
     "started_by",
     "sub",
+    "type_message",
 ]

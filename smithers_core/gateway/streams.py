@@ -47,6 +47,7 @@ from smithers_core.eventhub import StoredEvent
 from smithers_core.gateway.connection import Connection
 from smithers_core.gateway.context import GatewayContext
 from smithers_core.gateway.events import map_event_json
+from smithers_core.gateway.params import run_id_of
 from smithers_core.store.events import newest_missing_event_seq
 
 PAGE = 500
@@ -129,9 +130,7 @@ class RunStreams:
             raise SmithersError(
                 "INVALID_REQUEST", "streamRunEvents is only supported over websocket connections"
             )
-        run_id = params.get("runId")
-        if not isinstance(run_id, str) or not run_id:
-            raise SmithersError("InvalidRunId", "runId is required")
+        run_id = run_id_of(params, "InvalidRunId")
         after = params.get("afterSeq")
         if after is not None and (
             not isinstance(after, int) or isinstance(after, bool) or after < 0

@@ -50,7 +50,9 @@ class ApprovalMethods:
         if approved is None and p.decision is not None:
             approved = p.decision.get("approved")
         if not isinstance(approved, bool):
-            raise SmithersError("INVALID_REQUEST", REQUIRED)
+            wrong = approved is not None  # decision.approved given, but not a boolean
+            message = "decision.approved must be a boolean" if wrong else REQUIRED
+            raise SmithersError("INVALID_REQUEST", message)
         note = p.note
         if note is None and p.decision is not None and isinstance(p.decision.get("note"), str):
             note = p.decision["note"]
