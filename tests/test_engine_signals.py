@@ -313,7 +313,7 @@ async def test_wait_timeout_skip(tmp_path: Path) -> None:
     @workflow("sig-timeout-skip")
     def wf(ctx: Any) -> Any:
         return Seq(
-            WaitSignal("w", output=Ack, timeout_ms=80, on_timeout="skip"),
+            WaitSignal("w", output=Ack, timeout_ms=500, on_timeout="skip"),
             Task("after", after, output=Echo, needs={"ack": "w"}),
         )
 
