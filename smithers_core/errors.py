@@ -27,3 +27,14 @@ class SmithersError(Exception):
 
     def __repr__(self) -> str:
         return f"SmithersError({self.code!r}, {self.message!r}, {self.details!r})"
+
+
+def sole_error(exc: BaseException) -> BaseException:
+    """The one exception inside (nested) single-member exception groups, else ``exc``.
+
+    A task group wraps even a lone failure in an ``ExceptionGroup``; hosts unwrap start-up
+    failures with this so callers see the ``SmithersError`` itself.
+    """
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc

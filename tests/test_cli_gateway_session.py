@@ -4,14 +4,12 @@ operator token, the first one persistent, later ones valid only for that process
 from __future__ import annotations
 
 import os
-import re
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
+
+from tests.processes import SMITHERS, spawn
 
 CONFIG = """
 [gateway]
@@ -32,47 +30,11 @@ def w(ctx):
 """
 
 
-def _start(tmp_path: Path, log: Path) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SMITHERS_")}
-    with open(log, "wb") as fh:
-        return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "smithers_core",
-                "gateway",
-                "--config",
-                "smithers.toml",
-                "--session-token",
-                "--port",
-                "0",
-            ],
-            cwd=tmp_path,
-            env=env,
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-        )
+ARGS = [*SMITHERS, "gateway", "--config", "smithers.toml", "--session-token", "--port", "0"]
 
 
-def _url_and_token(log: Path, proc: subprocess.Popen[bytes]) -> tuple[str, str]:
-    deadline = time.monotonic() + 30
-    while True:
-        text = log.read_text()
-        url = re.search(r"listening on (http://\S+)", text)
-        token = re.search(r"\n\n    (\S+)\n", text)
-        if url and token:
-            return url.group(1), token.group(1)
-        assert proc.poll() is None and time.monotonic() < deadline, text
-        time.sleep(0.05)
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+def _env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("SMITHERS_")}
 
 
 def test_every_start_prints_a_working_token(tmp_path: Path) -> None:
@@ -80,10 +42,9 @@ def test_every_start_prints_a_working_token(tmp_path: Path) -> None:
     (tmp_path / "w.py").write_text(WF)
     tokens: list[str] = []
     for i in range(2):
-        log = tmp_path / f"gw{i}.log"
-        proc = _start(tmp_path, log)
-        try:
-            url, token = _url_and_token(log, proc)
+        with spawn(ARGS, cwd=tmp_path, env=_env(), label=f"gateway start {i}") as gw:
+            token = gw.wait_for(r"\n\n    (\S+)\n", timeout=30).group(1)
+            url = gw.wait_for(r"listening on (http://\S+)").group(1)
             tokens.append(token)
             ok = httpx.post(
                 f"{url}/v1/rpc/listWorkflows", json={}, headers={"authorization": f"Bearer {token}"}
@@ -96,8 +57,7 @@ def test_every_start_prints_a_working_token(tmp_path: Path) -> None:
                     headers={"authorization": f"Bearer {tokens[0]}"},
                 )
                 assert first.status_code == 200
-        finally:
-            _stop(proc)
+            assert gw.stop(signal.SIGTERM) == 0
     assert tokens[0] != tokens[1]
     stored = (tmp_path / ".smithers" / "tokens.toml").read_text()
     assert tokens[0] not in stored and tokens[1] not in stored  # only digests on disk

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
+
+from tests.processes import SMITHERS, run, spawn
 
 WF = """
 import time
@@ -57,14 +59,7 @@ def _env() -> dict[str, str]:
 
 
 def smithers(cwd: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "smithers_core", *args],
-        cwd=cwd,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return run([*SMITHERS, *args], cwd=cwd, env=_env(), timeout=timeout)
 
 
 def _setup(tmp_path: Path) -> Path:
@@ -165,73 +160,38 @@ def test_parked_run_exits_3_with_the_deciding_command_then_continues(tmp_path: P
 
 def test_wait_stays_until_another_process_decides(tmp_path: Path) -> None:
     cwd = _setup(tmp_path)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "smithers_core",
-            "up",
-            "wf.py",
-            "--run-id",
-            "r5",
-            "--wait",
-            "--input",
-            '{"mode": "gate"}',
-        ],
-        cwd=cwd,
-        env=_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
+    args = [*SMITHERS, "up", "wf.py", "--run-id", "r5", "--wait", "--input", '{"mode": "gate"}']
+    with spawn(args, cwd=cwd, env=_env()) as up:
         deadline = time.monotonic() + 20
         while _status(tmp_path, "r5") != "waiting-approval":
-            assert time.monotonic() < deadline and proc.poll() is None
+            up.check_running()
+            assert time.monotonic() < deadline, up.fail("never waited for the approval")
             time.sleep(0.05)
         assert smithers(cwd, "runs", "approve", "r5", "ok").returncode == 0
         deadline = time.monotonic() + 20
         while _status(tmp_path, "r5") != "waiting-event":
-            assert time.monotonic() < deadline and proc.poll() is None
+            up.check_running()
+            assert time.monotonic() < deadline, up.fail("never waited for the signal")
             time.sleep(0.05)
         sig = smithers(
             cwd, "runs", "signal", "r5", "go", "--data", '{"msg": "x"}', "--correlation-id", "c1"
         )
         assert sig.returncode == 0
-        assert proc.wait(timeout=20) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+        up.expect_exit(0, timeout=20)
     assert _status(tmp_path, "r5") == "finished"
 
 
 def test_cancel_from_another_process_exits_4(tmp_path: Path) -> None:
     cwd = _setup(tmp_path)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "smithers_core",
-            "up",
-            "wf.py",
-            "--run-id",
-            "r4",
-            "--input",
-            '{"mode": "slow"}',
-        ],
-        cwd=cwd,
-        env=_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
+    args = [*SMITHERS, "up", "wf.py", "--run-id", "r4", "--input", '{"mode": "slow"}']
+    with spawn(args, cwd=cwd, env=_env()) as up:
         deadline = time.monotonic() + 20
         while not (tmp_path / "slow-started").exists():
-            assert time.monotonic() < deadline and proc.poll() is None
+            up.check_running()
+            assert time.monotonic() < deadline, up.fail("the slow task never started")
             time.sleep(0.02)
         cancel = smithers(cwd, "runs", "cancel", "r4")
-        assert cancel.returncode == 0
+        assert cancel.returncode == 0, cancel.stderr
         assert json.loads(cancel.stdout) == {
             "runId": "r4",
             "status": "cancelling",
@@ -239,10 +199,7 @@ def test_cancel_from_another_process_exits_4(tmp_path: Path) -> None:
             "terminalStatus": None,
             "repaired": False,
         }
-        assert proc.wait(timeout=20) == 4
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+        up.expect_exit(4, timeout=20)
     assert _status(tmp_path, "r4") == "cancelled"
     conn = sqlite3.connect(f"file:{tmp_path / 'smithers.db'}?mode=ro", uri=True)
     try:
@@ -253,52 +210,16 @@ def test_cancel_from_another_process_exits_4(tmp_path: Path) -> None:
     finally:
         conn.close()
     # the cancelling command's own process, not the one that ran the workflow
-    assert source == "cli" and isinstance(pid, int) and pid != proc.pid and request_id
-
-
-def _serving_url(log: Path, proc: subprocess.Popen[str] | None = None) -> str:
-    import re
-
-    deadline = time.monotonic() + 20
-    while True:
-        text = log.read_text() if log.exists() else ""
-        match = re.search(r"serving run \S+ at (http://\S+)", text)
-        if match:
-            return match.group(1)
-        assert time.monotonic() < deadline, text
-        assert proc is None or proc.poll() is None, text
-        time.sleep(0.05)
+    assert source == "cli" and isinstance(pid, int) and pid != up.proc.pid and request_id
 
 
 def test_up_serve_serves_the_run_and_stays_up_after_it_ends(tmp_path: Path) -> None:
     import httpx
 
     cwd = _setup(tmp_path)
-    log = tmp_path / "serve.log"
-    with open(log, "w") as fh:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "smithers_core",
-                "up",
-                "wf.py",
-                "--serve",
-                "--port",
-                "0",
-                "--run-id",
-                "sv",
-                "--input",
-                '{"mode": "gate"}',
-            ],
-            cwd=cwd,
-            env=_env(),
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-    try:
-        url = _serving_url(log, proc)
+    args = [*SMITHERS, "up", "wf.py", "--serve", "--port", "0", "--run-id", "sv"]
+    with spawn([*args, "--input", '{"mode": "gate"}'], cwd=cwd, env=_env()) as up:
+        url = up.wait_for(r"serving run \S+ at (http://\S+)").group(1)
         deadline = time.monotonic() + 20
         while httpx.get(f"{url}/").json()["status"] != "waiting-approval":
             assert time.monotonic() < deadline
@@ -313,11 +234,23 @@ def test_up_serve_serves_the_run_and_stays_up_after_it_ends(tmp_path: Path) -> N
             assert time.monotonic() < deadline
             time.sleep(0.05)
         assert httpx.get(f"{url}/health").status_code == 200  # still serving the final state
-        proc.send_signal(__import__("signal").SIGINT)
-        assert proc.wait(timeout=20) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+        assert up.stop(__import__("signal").SIGINT, timeout=20) == 0
+
+
+def _serving_url(log: Path, pid: int) -> str:
+    """The URL a detached ``up --serve`` logs; fails with the log if it exits first."""
+    deadline = time.monotonic() + 20
+    while True:
+        text = log.read_text() if log.exists() else ""
+        match = re.search(r"serving run \S+ at (http://\S+)", text)
+        if match:
+            return match.group(1)
+        assert time.monotonic() < deadline, f"no URL after 20 s; log:\n{text}"
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            raise AssertionError(f"the detached process exited; log:\n{text}") from None
+        time.sleep(0.05)
 
 
 def test_up_detach_prints_pid_and_log(tmp_path: Path) -> None:
@@ -329,7 +262,7 @@ def test_up_detach_prints_pid_and_log(tmp_path: Path) -> None:
     info = json.loads(out.stdout)
     assert info["runId"] == "dt" and info["pid"] > 0
     try:
-        url = _serving_url(Path(info["log"]))
+        url = _serving_url(Path(info["log"]), info["pid"])
         deadline = time.monotonic() + 20
         while httpx.get(f"{url}/").json()["status"] != "finished":
             assert time.monotonic() < deadline

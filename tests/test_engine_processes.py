@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from smithers_core.engine.options import EngineOptions
 from smithers_core.runtime import Runtime
 from smithers_core.store.sqlite import SqliteStore
 from smithers_core.workflow.loader import load_workflow
+from tests.processes import SMITHERS, Child, spawn
 
 pytestmark = pytest.mark.anyio
 
@@ -65,13 +67,12 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _wait_file(path: Path, proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
+def _wait_file(path: Path, child: Child, timeout: float = 20) -> None:
     deadline = time.monotonic() + timeout
     while not path.exists():
-        if proc.poll() is not None:
-            raise AssertionError(f"process exited early: {proc.returncode}")
+        child.check_running()
         if time.monotonic() > deadline:
-            raise AssertionError(f"{path} did not appear")
+            raise child.fail(f"{path.name} did not appear")
         time.sleep(0.02)
 
 
@@ -90,26 +91,10 @@ def _events(db: Path, run_id: str) -> list[dict[str, object]]:
     return [json.loads(r[1]) for r in rows]
 
 
-def _start_up(tmp_path: Path) -> subprocess.Popen[bytes]:
+def _start_up(tmp_path: Path) -> AbstractContextManager[Child]:
     (tmp_path / "wf.py").write_text(WORKFLOW)
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "smithers_core",
-            "up",
-            "wf.py",
-            "--run-id",
-            "r1",
-            "--quiet",
-            "--db",
-            "sqlite:///runs.db",
-        ],
-        cwd=tmp_path,
-        env=_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    args = [*SMITHERS, "up", "wf.py", "--run-id", "r1", "--quiet", "--db", "sqlite:///runs.db"]
+    return spawn(args, cwd=tmp_path, env=_env())
 
 
 async def _finish_in_new_process(tmp_path: Path) -> None:
@@ -127,14 +112,9 @@ async def _finish_in_new_process(tmp_path: Path) -> None:
 
 
 async def test_kill_9_mid_task_then_resume_without_waiting_for_staleness(tmp_path: Path) -> None:
-    proc = _start_up(tmp_path)
-    try:
-        _wait_file(tmp_path / "b-started", proc)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    with _start_up(tmp_path) as up:
+        _wait_file(tmp_path / "b-started", up)
+        assert up.stop(signal.SIGKILL, timeout=10) == -signal.SIGKILL
     started = time.monotonic()
     await _finish_in_new_process(tmp_path)
     # dead owner detected on this host: no 30 s stale threshold to wait out
@@ -156,14 +136,9 @@ async def test_kill_9_mid_task_then_resume_without_waiting_for_staleness(tmp_pat
 
 
 async def test_sigterm_suspends_and_a_new_process_resumes(tmp_path: Path) -> None:
-    proc = _start_up(tmp_path)
-    try:
-        _wait_file(tmp_path / "b-started", proc)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=20) == 130
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    with _start_up(tmp_path) as up:
+        _wait_file(tmp_path / "b-started", up)
+        assert up.stop(signal.SIGTERM, timeout=20) == 130
     import sqlite3
 
     conn = sqlite3.connect(tmp_path / "runs.db")

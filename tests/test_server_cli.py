@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -17,6 +15,7 @@ from hypothesis import strategies as st
 from smithers_core.hosts.server import start_server
 from tests.engine_helpers import engine_options
 from tests.fixtures.server.helpers import copy_workflows
+from tests.processes import SMITHERS, run, spawn
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -24,18 +23,10 @@ pytestmark = pytest.mark.timeout(20)
 def test_smithers_server_serves_until_sigterm(tmp_path: Path) -> None:
     copy_workflows(tmp_path)
     env = {**os.environ, "SMITHERS_API_KEY": "k"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "smithers_core", "server", "--root", str(tmp_path), "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line.startswith("smithers server listening on http://127.0.0.1:")
-        url = line.split(" on ", 1)[1].strip()
+    args = [*SMITHERS, "server", "--root", tmp_path, "--port", "0"]
+    with spawn(args, env=env) as server:
+        line = server.wait_for(r"smithers server listening on (http://127\.0\.0\.1:\d+)\n")
+        url = line.group(1)
         assert httpx.get(f"{url}/v1/runs").status_code == 401
         r = httpx.post(
             f"{url}/v1/runs",
@@ -43,22 +34,14 @@ def test_smithers_server_serves_until_sigterm(tmp_path: Path) -> None:
             headers={"x-smithers-key": "k"},
         )
         assert r.json() == {"runId": "cli-1"}
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(10) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        assert server.stop(signal.SIGTERM, timeout=10) == 0
     assert (tmp_path / "smithers.db").exists()
 
 
 def test_smithers_server_help() -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "smithers_core", "server", "--help"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    done = run([*SMITHERS, "server", "--help"], timeout=30)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
     for flag in (
         "--root",
         "--port",

@@ -25,6 +25,7 @@ from smithers_core.cli.options import add_config_option
 from smithers_core.config import SmithersConfig, load_config
 from smithers_core.contributions import CliCommand
 from smithers_core.gateway import Gateway
+from smithers_core.http.binding import check_port_free
 from smithers_core.plugins import PluginHost, load_plugins
 from smithers_core.workflow.loader import load_workflow
 
@@ -78,32 +79,39 @@ def access_banner(access: OperatorAccess) -> str | None:
 def run_gateway(args: argparse.Namespace) -> int:
     """Serve until Ctrl+C or SIGTERM (runs are suspended, not cancelled); 130 on interrupt."""
     config = load_config(args.config)
-    plugins = load_plugins(config.plugins)
-    access = operator_access(plugins, config, session=args.session_token)
-    if access is not None:
-        config.auth = dict(access.settings)
-    gateway, listen = build_gateway(config, plugins)
+    listen = {k: config.gateway[k] for k in LISTEN_KEYS if k in config.gateway}
     for key in LISTEN_KEYS:
         value = getattr(args, key)
         if value is not None:
             listen[key] = value
     listen.setdefault("port", 7331)
+    if listen.get("path") is None:
+        # before the first run's credential is created: it is shown once, after listening
+        check_port_free(str(listen.get("host") or "127.0.0.1"), int(listen["port"]))
+    plugins = load_plugins(config.plugins)
+    access = operator_access(plugins, config, session=args.session_token)
+    if access is not None:
+        config.auth = dict(access.settings)
+    gateway, _ = build_gateway(config, plugins)
 
     async def main() -> None:
-        bound = await gateway.listen(**listen)
-        try:
-            keys = ", ".join(sorted(gateway.workflows)) or "(none)"
-            print(f"smithers gateway listening on {bound.url}", flush=True)
-            print(f"  auth: {gateway.auth.mode}; workflows: {keys}", flush=True)
-            banner = access_banner(access) if access is not None else None
-            if banner is not None:
-                print(banner, flush=True)
-            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        # Signals are caught before anything is printed: a process started with SIGINT
+        # ignored (a background job) still stops on the first SIGINT or SIGTERM after the
+        # "listening" line, however soon it comes.
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            bound = await gateway.listen(**listen)
+            try:
+                keys = ", ".join(sorted(gateway.workflows)) or "(none)"
+                print(f"smithers gateway listening on {bound.url}", flush=True)
+                print(f"  auth: {gateway.auth.mode}; workflows: {keys}", flush=True)
+                banner = access_banner(access) if access is not None else None
+                if banner is not None:
+                    print(banner, flush=True)
                 async for _sig in signals:
                     print("stopping (runs are suspended, not cancelled)", file=sys.stderr)
                     return
-        finally:
-            await gateway.close()
+            finally:
+                await gateway.close()
 
     try:
         anyio.run(main)

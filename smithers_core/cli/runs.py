@@ -1,9 +1,12 @@
 """``smithers runs ...``: decide approvals, send signals, show, cancel or resume runs locally.
 
 Each subcommand opens the store named by ``--db`` (else the config's ``[gateway] db``) without a
-supervisor, performs one RunService operation and prints its result as JSON. ``resume`` runs
-the workflow in the foreground exactly like ``smithers up --resume``. ``show`` adds the run's
-node outputs as ``outputs``: ``[{nodeId, iteration, outputTable, row}]``, first written first.
+supervisor, performs one RunService operation and prints its result as JSON. No subcommand
+creates a store: ``show`` (and ``resume``'s lookup) open it read-only, the others only if it
+exists; a missing one is ``STORE_NOT_FOUND`` ("no database at PATH"), exit 2. Other errors
+(``RUN_NOT_FOUND`` ...) exit 1. ``resume`` runs the workflow in the foreground exactly like
+``smithers up --resume``. ``show`` adds the run's node outputs as ``outputs``:
+``[{nodeId, iteration, outputTable, row}]``, first written first.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ import os
 import shlex
 import sys
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
 import anyio
 
@@ -23,17 +27,47 @@ from smithers_core.cli.up import EXIT_FAILED, EXIT_USAGE, foreground
 from smithers_core.contributions import CliCommand
 from smithers_core.errors import SmithersError
 from smithers_core.runtime import Runtime
+from smithers_core.store import SmithersDb, SqliteStore, open_store
 from smithers_core.store.runs import CancelAttribution
 
 Handler = Callable[[argparse.Namespace], int]
-
+T = TypeVar("T")
+USAGE_ERRORS = frozenset({"INVALID_INPUT", "STORE_NOT_FOUND"})
+"""Codes that exit 2 (usage); every other error exits 1."""
 SHOW_OUTPUTS = 1000
 """``runs show`` lists at most this many node outputs (first written first)."""
 
 
+def _read(db_url: str, base_dir: Path, read: Callable[[SmithersDb], T]) -> T:
+    """``read(db)`` on the store opened read-only: a missing file stays missing."""
+    store = open_store(db_url, base_dir=base_dir, mode="ro")
+    try:
+        return read(SmithersDb(store))
+    finally:
+        store.close()
+
+
+def _show(db: SmithersDb, run_id: str) -> dict[str, Any]:
+    run = db.get_run(run_id)
+    if run is None:
+        raise SmithersError("RUN_NOT_FOUND", f"Run not found: {run_id}", {"runId": run_id})
+    run["outputs"] = db.list_outputs(run_id, SHOW_OUTPUTS)
+    return run
+
+
 async def _operate(args: argparse.Namespace, op: str) -> dict[str, Any]:
     db_url, base_dir = resolve_db_url(args)
-    async with Runtime(db_url, base_dir=base_dir, supervise=False) as rt:
+    if op == "show":
+        return _read(db_url, base_dir, lambda db: _show(db, args.run_id))
+    store = open_store(db_url, base_dir=base_dir, mode="rw")  # decides; never creates a store
+    try:
+        return await _change(store, args, op)
+    finally:
+        store.close()
+
+
+async def _change(store: SqliteStore, args: argparse.Namespace, op: str) -> dict[str, Any]:
+    async with Runtime(store, supervise=False) as rt:
         svc = rt.service
         if op in ("approve", "deny"):
             return await svc.decide_approval(
@@ -55,10 +89,6 @@ async def _operate(args: argparse.Namespace, op: str) -> dict[str, Any]:
             )
         if op == "cancel":
             return await svc.cancel(args.run_id, CancelAttribution(source="cli", pid=os.getpid()))
-        if op == "show":
-            run = await svc.get_run(args.run_id)
-            run["outputs"] = rt.db.list_outputs(args.run_id, SHOW_OUTPUTS)
-            return run
         raise AssertionError(op)
 
 
@@ -70,7 +100,7 @@ def operation(op: str) -> Handler:
             result = anyio.run(_operate, args, op)
         except SmithersError as exc:
             print(f"error: {exc.code}: {exc.message}", file=sys.stderr)
-            return 1 if exc.code != "INVALID_INPUT" else EXIT_USAGE
+            return EXIT_USAGE if exc.code in USAGE_ERRORS else EXIT_FAILED
         print(json.dumps(result, indent=2))
         if op in ("approve", "deny", "signal"):
             print(
@@ -88,18 +118,18 @@ def resume(args: argparse.Namespace) -> int:
     """``smithers runs resume``: ``smithers up --resume`` with the file the run recorded."""
     db_url, base_dir = resolve_db_url(args)
 
-    async def find_path() -> str | None:
-        async with Runtime(db_url, base_dir=base_dir, supervise=False) as rt:
-            row = rt.db.run_row(args.run_id)
-            if row is None:
-                raise SmithersError("RUN_NOT_FOUND", f"Run not found: {args.run_id}")
-            return row.get("workflow_path")
+    def find_path(db: SmithersDb) -> str | None:
+        row = db.run_row(args.run_id)
+        if row is None:
+            raise SmithersError("RUN_NOT_FOUND", f"Run not found: {args.run_id}")
+        return row.get("workflow_path")
 
     try:
-        path = args.file or anyio.run(find_path)
+        path = _read(db_url, base_dir, find_path)  # the run must exist: nothing is created
+        path = args.file or path
     except SmithersError as exc:
         print(f"error: {exc.code}: {exc.message}", file=sys.stderr)
-        return EXIT_FAILED
+        return EXIT_USAGE if exc.code in USAGE_ERRORS else EXIT_FAILED
     if not path:
         print("error: the run records no workflow file; pass --file", file=sys.stderr)
         return EXIT_USAGE
@@ -140,7 +170,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     p.add_argument("run_id", metavar="RUN")
     add_store_options(p)
     p.set_defaults(handler=operation("cancel"))
-    p = sub.add_parser("show", help="print a run (status, summary, runState, outputs)")
+    p = sub.add_parser("show", help="print a run (status, summary, runState)")
     p.add_argument("run_id", metavar="RUN")
     add_store_options(p)
     p.set_defaults(handler=operation("show"))

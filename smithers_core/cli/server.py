@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+from typing import Any
 
 import anyio
 
@@ -59,6 +60,11 @@ def serve(args: argparse.Namespace) -> int:
     from smithers_core.hosts.server import serve_server
 
     async def main() -> None:
+        # caught before the "listening" line (see ``smithers gateway``)
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            await run(signals)
+
+    async def run(signals: Any) -> None:
         async with serve_server(
             port=args.port,
             host=args.host,
@@ -73,10 +79,9 @@ def serve(args: argparse.Namespace) -> int:
             unconfined_tools=args.unconfined_tools,
         ) as running:
             print(f"smithers server listening on {running.url}", flush=True)
-            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-                async for _sig in signals:
-                    print("stopping (runs are suspended, not cancelled)", file=sys.stderr)
-                    return
+            async for _sig in signals:
+                print("stopping (runs are suspended, not cancelled)", file=sys.stderr)
+                return
 
     try:
         anyio.run(main)

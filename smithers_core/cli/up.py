@@ -25,7 +25,8 @@ import anyio
 from smithers_core import jsonutil
 from smithers_core.cli.options import add_store_options, parse_json_arg, resolve_db_url
 from smithers_core.contributions import CliCommand
-from smithers_core.errors import SmithersError
+from smithers_core.errors import SmithersError, sole_error
+from smithers_core.http.binding import check_port_free
 from smithers_core.runtime import Runtime
 from smithers_core.workflow.definition import Workflow
 from smithers_core.workflow.loader import load_workflow
@@ -172,6 +173,8 @@ async def run_up(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     result = {"code": EXIT_INTERRUPTED}
 
     async def main(rt: Runtime, scope: anyio.CancelScope) -> None:
+        if getattr(args, "serve", False):
+            check_port_free(args.host, args.port)  # a busy port fails before the run starts
         if args.resume:
             if not args.run_id:
                 raise SmithersError("RUN_ID_REQUIRED", "--resume needs --run-id")
@@ -256,6 +259,12 @@ async def run_up(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             await main(rt, scope)
         except SmithersError as exc:
             failure.append(exc)
+            scope.cancel()
+        except BaseExceptionGroup as group:  # from --serve's task group
+            error = sole_error(group)
+            if not isinstance(error, SmithersError):
+                raise
+            failure.append(error)
             scope.cancel()
 
     # The receiver stays installed until the runtime has suspended the run, so a second

@@ -25,7 +25,7 @@ import anyio.abc
 
 from smithers_core.contributions import Scheduler, Transport, UiMount
 from smithers_core.engine.options import EngineOptions
-from smithers_core.errors import SmithersError
+from smithers_core.errors import SmithersError, sole_error
 from smithers_core.gateway.authn import AuthSetup, build_auth
 from smithers_core.gateway.context import GatewayContext
 from smithers_core.gateway.endpoints import core_routes
@@ -285,6 +285,7 @@ class Gateway:
                 tg.cancel_scope.cancel()
         except BaseException as exc:
             if not ready.done():
+                exc = sole_error(exc)  # e.g. SERVER_BIND_FAILED, not an ExceptionGroup
                 if not isinstance(exc, Exception):
                     exc = SmithersError(
                         "SERVER_START_FAILED", f"The gateway failed to start: {exc!r}"

@@ -7,6 +7,7 @@ Hosts bind 127.0.0.1 unless told otherwise; a TCP port of 0 picks a free port.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import socket
@@ -64,6 +65,30 @@ class BoundServer:
         await self._done.wait()
 
 
+def bind_failed(host: str, port: int, exc: OSError) -> SmithersError:
+    """``SERVER_BIND_FAILED`` in one line that names the address and the port."""
+    if exc.errno == errno.EADDRINUSE:
+        why = "the port is already in use (another server running there? pick another port)"
+    else:
+        why = (exc.strerror or str(exc)).lower()
+    return SmithersError(
+        "SERVER_BIND_FAILED",
+        f"Cannot listen on {host} port {port}: {why}",
+        {"host": host, "port": port},
+    )
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Raise ``SERVER_BIND_FAILED`` now if ``host:port`` cannot be bound (port 0 always can).
+
+    For callers that would do other work before binding (``smithers up --serve`` launches
+    a run first): the real bind can still lose a race, and then fails the same way.
+    """
+    if port == 0:
+        return
+    _bind_socket(host, port, None).close()
+
+
 def _bind_socket(host: str, port: int, path: str | None) -> socket.socket:
     if path is not None:
         sock = bind_unix(path)
@@ -77,9 +102,7 @@ def _bind_socket(host: str, port: int, path: str | None) -> socket.socket:
             sock.bind((host, port))
         except OSError as exc:
             sock.close()
-            raise SmithersError(
-                "SERVER_BIND_FAILED", f"Cannot bind {host}:{port}: {exc.strerror}"
-            ) from exc
+            raise bind_failed(host, port, exc) from None
     sock.listen(2048)
     sock.setblocking(False)
     return sock

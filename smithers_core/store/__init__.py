@@ -7,7 +7,7 @@ from typing import Any
 
 from smithers_core.errors import SmithersError
 from smithers_core.store.db import SmithersDb
-from smithers_core.store.sqlite import SqliteStore
+from smithers_core.store.sqlite import OpenMode, SqliteStore
 
 STORE_GROUP = "smithers.stores"
 DEFAULT_DB_URL = "sqlite:///smithers.db"
@@ -20,8 +20,12 @@ def url_scheme(url: str) -> str:
     return scheme.split("+", 1)[0].lower()
 
 
-def open_store(url: str, *, base_dir: Path | None = None) -> SqliteStore:
-    """Open (create, migrate) the store for ``url`` with the driver registered for its scheme."""
+def open_store(url: str, *, base_dir: Path | None = None, mode: OpenMode = "rwc") -> SqliteStore:
+    """Open (create, migrate) the store for ``url`` with the driver registered for its scheme.
+
+    ``mode="ro"`` opens an existing store read-only and ``"rw"`` an existing one for writing;
+    neither creates anything (``STORE_NOT_FOUND``: "no database at PATH").
+    """
     from stevedore import driver
 
     scheme = url_scheme(url)
@@ -40,7 +44,15 @@ def open_store(url: str, *, base_dir: Path | None = None) -> SqliteStore:
             {"scheme": scheme},
         ) from exc
     store: SqliteStore = manager.driver
-    return store.open()
+    return store.open(mode)
 
 
-__all__ = ["DEFAULT_DB_URL", "STORE_GROUP", "SmithersDb", "SqliteStore", "open_store", "url_scheme"]
+__all__ = [
+    "DEFAULT_DB_URL",
+    "STORE_GROUP",
+    "OpenMode",
+    "SmithersDb",
+    "SqliteStore",
+    "open_store",
+    "url_scheme",
+]

@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from smithers_core import jsonutil
 from smithers_core.clock import now_ms
@@ -100,6 +100,8 @@ class Tx:
 
 
 CommitListener = Callable[[list[CommittedEvent]], None]
+OpenMode = Literal["rwc", "rw", "ro"]
+"""SQLite's URI modes: create if missing (the default), existing file only, read-only."""
 
 
 def sqlite_path_from_url(url: str, base_dir: Path | None = None) -> Path:
@@ -126,6 +128,7 @@ class SqliteStore:
         self.url = url
         self.path = sqlite_path_from_url(url, base_dir)
         self.busy_timeout_ms = busy_timeout_ms
+        self.mode: OpenMode = "rwc"
         self.epoch = ""
         self._queue: queue.SimpleQueue[
             tuple[Callable[[Tx], Any], concurrent.futures.Future[Any]] | None
@@ -139,8 +142,12 @@ class SqliteStore:
 
     # -- lifecycle ------------------------------------------------------------------------
     def _connect(self, *, readonly: bool = False) -> sqlite3.Connection:
+        if self.mode == "rwc":
+            target, uri = str(self.path), False
+        else:  # never creates the file (SQLite URI mode=ro / mode=rw)
+            target, uri = f"{self.path.as_uri()}?mode={self.mode}", True
         conn = sqlite3.connect(
-            str(self.path), isolation_level=None, check_same_thread=False, timeout=60
+            target, isolation_level=None, check_same_thread=False, timeout=60, uri=uri
         )
         conn.row_factory = sqlite3.Row
         conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
@@ -149,8 +156,16 @@ class SqliteStore:
             conn.execute("PRAGMA query_only = 1")
         return conn
 
-    def open(self) -> SqliteStore:
-        """Create the file if needed, migrate, and start the writer thread."""
+    def open(self, mode: OpenMode = "rwc") -> SqliteStore:
+        """Create the file if needed, migrate, and start the writer thread.
+
+        ``mode`` ``"rw"`` never creates the file and ``"ro"`` also never writes (no
+        migration, no writer): both raise ``STORE_NOT_FOUND`` ("no database at PATH") when
+        the file is missing or holds no Smithers store.
+        """
+        self.mode = mode
+        if mode != "rwc":
+            return self._open_existing()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = self._connect()
         try:
@@ -159,11 +174,47 @@ class SqliteStore:
         except BaseException:
             conn.close()
             raise
+        return self._start_writer(conn)
+
+    def _start_writer(self, conn: sqlite3.Connection | None = None) -> SqliteStore:
+        if conn is None:
+            conn = self._connect()
+            conn.execute("PRAGMA journal_mode = WAL")
+            self._migrate(conn)
         self._writer_conn = conn
         self._writer = threading.Thread(
             target=self._writer_loop, name=f"smithers-writer:{self.path.name}", daemon=True
         )
         self._writer.start()
+        return self
+
+    def _open_existing(self) -> SqliteStore:
+        missing = SmithersError(
+            "STORE_NOT_FOUND", f"no database at {self.path}", {"path": str(self.path)}
+        )
+        if not self.path.is_file():
+            raise missing
+        try:
+            conn = self._connect()
+        except sqlite3.Error as exc:
+            raise missing from exc
+        try:
+            meta = dict(conn.execute("SELECT key, value FROM _smithers_meta").fetchall())
+        except sqlite3.Error as exc:
+            raise missing from exc
+        finally:
+            conn.close()
+        if "schema_version" not in meta:
+            raise missing
+        if self.mode == "ro" and int(meta["schema_version"]) != SCHEMA_VERSION:
+            raise SmithersError(
+                "STORE_SCHEMA_MISMATCH",
+                f"Store {self.path} has schema version {meta['schema_version']}; this Smithers"
+                f" reads version {SCHEMA_VERSION} (a host or a writing command migrates it)",
+            )
+        self.epoch = str(meta.get("epoch") or "")
+        if self.mode == "rw":
+            return self._start_writer()
         return self
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
@@ -234,6 +285,8 @@ class SqliteStore:
         """Queue a change; the future resolves after its transaction commits."""
         if self._closed:
             raise SmithersError("STORE_CLOSED", "The store is closed")
+        if self.mode == "ro":
+            raise SmithersError("STORE_READ_ONLY", f"The store {self.path} is open read-only")
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
         self._queue.put((change, future))
         return future
