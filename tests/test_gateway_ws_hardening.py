@@ -382,3 +382,43 @@ async def test_independent_reads_still_pipeline(tmp_path: Path) -> None:
             res = await ws.wait_for(lambda f, i=i: f.get("id") == f"h{i}")
             assert res["ok"] is True
         assert conn.pending_write is None
+
+
+# -- item 3: what a pipelining socket holds --------------------------------------------------
+
+
+async def test_a_socket_runs_at_most_max_inflight_requests_at_once(tmp_path: Path) -> None:
+    """10 pipelined slow reads with ``max_inflight_requests=2``: at most 2 run at once (the
+    socket is not read meanwhile), every one is answered, and once they are done the socket
+    holds no task set (a Python set never shrinks after a burst)."""
+    gates = [anyio.Event() for _ in range(10)]
+    started: list[int] = []
+    running_now = [0, 0]  # current, peak
+
+    async def hold(params: dict[str, Any], ctx: Any) -> Any:
+        i = int(params["i"])
+        started.append(i)
+        running_now[0] += 1
+        running_now[1] = max(running_now[1], running_now[0])
+        await gates[i].wait()
+        running_now[0] -= 1
+        return {"i": i}
+
+    gw = make_gateway(tmp_path, tokens=TOKENS, max_inflight_requests=2)
+    gw.extend("slow", {"resources": {"hold": hold}})
+    async with running(gw), ws_client(gw) as ws:
+        await ws.recv()
+        await ws.connect()
+        conn = next(iter(gw.context.sockets.connections))
+        for i in range(10):
+            await ws.send(
+                {"type": "req", "id": f"x{i}", "method": "ext.slow.hold", "params": {"i": i}}
+            )
+        for i in range(10):
+            await _wait(lambda i=i: len(started) >= min(i + 2, 10), 5, f"call {i} started")
+            gates[i].set()
+            res = await ws.wait_for(lambda f, i=i: f.get("id") == f"x{i}")
+            assert res["ok"] is True and res["payload"] == {"i": i}
+        assert running_now[1] == 2
+        assert started == list(range(10))
+        await _wait(lambda: conn.tasks is None and conn.inflight == 0, 5, "tasks released")

@@ -82,11 +82,13 @@ class Connection:
         "_queue",
         "_scheduled",
         "_send",
+        "_slot",
         "backpressure",
         "cleanups",
         "closed",
         "id",
         "identity",
+        "inflight",
         "max_outbound_bytes",
         "on_end",
         "path",
@@ -131,6 +133,8 @@ class Connection:
         self.streamed_runs: dict[str, int] = {}
         self.stream_signals: list[Any] = []
         self.tasks: set[asyncio.Task[Any]] | None = None
+        self.inflight = 0  # request tasks started and not finished
+        self._slot: asyncio.Event | None = None
         self.on_end: Callable[[], None] | None = None
         # The socket's newest request that may write, until answered (issue 13 item 17).
         self.pending_write: asyncio.Future[None] | None = None
@@ -163,10 +167,32 @@ class Connection:
         return task
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
-        if self.tasks is not None:
-            self.tasks.discard(task)
+        tasks = self.tasks
+        if tasks is not None:
+            tasks.discard(task)
+            if not tasks:  # a set never shrinks: one burst of 5,000 tasks kept 512 KiB
+                self.tasks = None
         if not task.cancelled() and task.exception() is not None:
             log.error("connection task failed", exc_info=task.exception())
+
+    def spawn_request(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """:meth:`spawn` a request's task, counted in :attr:`inflight` until it calls
+        :meth:`request_done`."""
+        self.inflight += 1
+        self.spawn(coro)
+
+    def request_done(self) -> None:
+        self.inflight -= 1
+        slot, self._slot = self._slot, None
+        if slot is not None:
+            slot.set()
+
+    async def wait_for_slot(self, limit: int) -> None:
+        """Wait until fewer than ``limit`` requests are in flight (the read loop stops
+        reading meanwhile, so a pipelining client is held back by TCP, not by memory)."""
+        while self.inflight >= limit and not self.closed:
+            slot = self._slot = asyncio.Event()
+            await slot.wait()
 
     async def cancel_tasks(self) -> None:
         """Cancel the connection's request and stream tasks and wait for them."""

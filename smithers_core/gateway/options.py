@@ -84,6 +84,7 @@ class GatewayOptions(BaseModel):
     db: Any = "sqlite:///smithers.db"
     max_outbound_bytes: int = 32 * 1024 * 1024
     max_outbound_bytes_total: int = 128 * 1024 * 1024
+    max_inflight_requests: int = 64
     max_run_streams: int = 256
     max_run_streams_per_user: int = 32
     max_run_streams_per_connection: int = 8
@@ -110,6 +111,7 @@ class GatewayOptions(BaseModel):
         "auth_deadline_ms",
         "max_outbound_bytes",
         "max_outbound_bytes_total",
+        "max_inflight_requests",
         "max_run_streams",
         "max_run_streams_per_user",
         "max_run_streams_per_connection",

@@ -138,8 +138,12 @@ class WebSocketSession:
     async def _read_loop(self, conn: Connection) -> None:
         metrics = self.ctx.metrics
         receive = self.receive
-        deadline = time.monotonic() + self.ctx.settings.auth_deadline_ms / 1000
+        settings = self.ctx.settings
+        deadline = time.monotonic() + settings.auth_deadline_ms / 1000
+        inflight = settings.max_inflight_requests
         while True:
+            if conn.inflight >= inflight:
+                await conn.wait_for_slot(inflight)
             if conn.identity is not None or conn.closed:
                 message = await receive()
             else:
@@ -184,10 +188,12 @@ class WebSocketSession:
         if _may_write(dispatcher.lookup(method)):
             done = asyncio.get_running_loop().create_future()
             conn.pending_write = done
-            conn.spawn(self._handle(conn, identity, frame_id, method, params, earlier, done))
+            conn.spawn_request(
+                self._handle(conn, identity, frame_id, method, params, earlier, done)
+            )
             return
         if earlier is not None:  # a write of this socket is still running: wait for it
-            conn.spawn(self._handle(conn, identity, frame_id, method, params, earlier))
+            conn.spawn_request(self._handle(conn, identity, frame_id, method, params, earlier))
             return
         inline = dispatcher.inline(method)
         if inline is not None:
@@ -199,7 +205,7 @@ class WebSocketSession:
                 return
             conn.push(ok_text(frame_id, payload_json))
             return
-        conn.spawn(self._handle(conn, identity, frame_id, method, params))
+        conn.spawn_request(self._handle(conn, identity, frame_id, method, params))
 
     async def _handle(
         self,
@@ -218,6 +224,7 @@ class WebSocketSession:
                 await asyncio.shield(earlier)
             await self._answer(conn, identity, frame_id, method, params)
         finally:
+            conn.request_done()
             if done is not None:
                 if not done.done():
                     done.set_result(None)
