@@ -6,8 +6,8 @@ this process and prints one JSON line per scenario: clients, duration, and the g
 before, at its peak and after. Benchmarks, not tests: they print figures.
 
 - ``preauth``: one peer (127.0.0.2) cycles ``--flood`` unauthenticated sockets (each held
-  until the server closes it, retried 100 ms after a 503) while 127.0.0.1 logs in every
-  100 ms; reports how many logins were refused.
+  until the server closes it, retried ``--retry-ms`` after a 503) while 127.0.0.1 logs in
+  every 100 ms; reports how many logins were refused and how long they took.
 - ``slow``: ``--clients`` sockets holding a ``run:read`` token stop reading while runs log
   4 KiB lines at 500 lines/s; reports when each was disconnected and the counter.
 - ``pipeline``: one socket sends ``--calls`` requests without waiting (``getRun`` and
@@ -117,7 +117,20 @@ async def gateway(opts: dict[str, Any]) -> None:
             return {"trimmed": False}
         return {"trimmed": True}
 
-    serve_commands(loop, stop, {"metrics": metrics, "trim": trim})
+    def tasks(_arg: str) -> Any:
+        """Pending tasks of the gateway's loop, grouped by their innermost frames."""
+        import collections
+
+        async def count() -> Any:
+            where: collections.Counter[str] = collections.Counter()
+            for task in asyncio.all_tasks():
+                stack = task.get_stack()
+                where[" <- ".join(f"{f.f_code.co_name}:{f.f_lineno}" for f in stack[-3:])] += 1
+            return {"pending": sum(where.values()), "top": where.most_common(5)}
+
+        return asyncio.run_coroutine_threadsafe(count(), loop).result(30)
+
+    serve_commands(loop, stop, {"metrics": metrics, "trim": trim, "tasks": tasks})
     emit("READY", {"url": gw.url})
     await stop.wait()
     await gw.close()
@@ -228,6 +241,7 @@ async def flood(opts: dict[str, Any]) -> None:
     from bench.clients import stdin_event
 
     port, workers, source = int(opts["port"]), int(opts["workers"]), str(opts["source"])
+    retry_s = float(opts.get("retry_ms", 1000)) / 1000
     loop = asyncio.get_running_loop()
     stop = stdin_event(loop, "stop")
     counts = {"accepted": 0, "refused": 0, "errors": 0}
@@ -255,7 +269,7 @@ async def flood(opts: dict[str, Any]) -> None:
                         pass
                 else:
                     counts["refused"] += 1
-                    await asyncio.sleep(0.1)
+                    await asyncio.sleep(retry_s)
             except OSError:
                 counts["errors"] += 1
             finally:
@@ -312,12 +326,14 @@ def preauth(args: argparse.Namespace) -> dict[str, Any]:
     fl = Child(
         "bench.reliability",
         "flood",
-        {"port": port, "workers": args.flood, "source": "127.0.0.2"},
+        {"port": port, "workers": args.flood, "source": "127.0.0.2", "retry_ms": args.retry_ms},
         name="flood",
     )
     try:
         fl.expect("READY", 30)
         mem = Memory(srv)
+        if args.tracemalloc:
+            srv.call("tm_start")
         time.sleep(2)  # let the flood fill its slots first
         ok = refused = 0
         lat: list[float] = []
@@ -355,10 +371,15 @@ def preauth(args: argparse.Namespace) -> dict[str, Any]:
             time.sleep(max(0.0, 0.1 - (time.monotonic() - t0)))
         fl.send("stop")
         flooded = fl.expect("RESULT", 60)
+        if args.tracemalloc:
+            time.sleep(SETTLE_S)
+            path = Path(tempfile.gettempdir()) / "bench-preauth-tracemalloc.txt"
+            srv.call("tm_diff " + str(path))
         lat.sort()
         return {
             "scenario": "preauth",
             "floodSockets": args.flood,
+            "floodRetryMs": args.retry_ms,
             "durationS": args.duration,
             "logins": ok + refused,
             "loginsRefused": refused,
@@ -366,6 +387,8 @@ def preauth(args: argparse.Namespace) -> dict[str, Any]:
             "loginP99Ms": round(lat[int(len(lat) * 0.99)] * 1000, 1) if lat else None,
             "flood": flooded,
             **mem.figures(),
+            "gatewayTasksAfter": srv.call("tasks")["pending"],
+            "gatewayFdsAfter": len(list(Path(f"/proc/{srv.pid}/fd").iterdir())),
         }
     finally:
         fl.close()
@@ -377,9 +400,11 @@ def slow(args: argparse.Namespace) -> dict[str, Any]:
 
     srv, url = _start()
     port = int(url.rsplit(":", 1)[1])
-    clients = [RawClient(port) for _ in range(args.clients)]
+    clients: list[RawClient] = []
     try:
-        assert all(c.login(READER) for c in clients), "a reader failed to log in"
+        for _ in range(args.clients):  # one at a time: one peer, 8 pre-auth slots
+            clients.append(RawClient(port))
+            assert clients[-1].login(READER), "a reader failed to log in"
         mem = Memory(srv)
         headers = {"authorization": f"Bearer {OP}"}
         t0 = time.monotonic()
@@ -471,12 +496,15 @@ def main() -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.reliability", description=__doc__)
     ap.add_argument("scenario", nargs="*", help="preauth, slow, pipeline (default: all)")
     ap.add_argument("--flood", type=int, default=2000, help="flooding sockets (preauth)")
+    ap.add_argument("--retry-ms", type=int, default=1000, help="flood retry after a 503")
     ap.add_argument("--clients", type=int, default=20, help="non-reading sockets (slow)")
     ap.add_argument("--duration", type=int, default=30, help="seconds (preauth, slow)")
     ap.add_argument("--calls", type=int, default=10_000, help="pipelined calls per round")
     ap.add_argument("--rounds", type=int, default=5, help="pipeline rounds")
     ap.add_argument(
-        "--tracemalloc", action="store_true", help="pipeline: trace the gateway's allocations"
+        "--tracemalloc",
+        action="store_true",
+        help="trace the gateway's allocations (preauth, pipeline)",
     )
     args = ap.parse_args()
     raise_nofile()

@@ -266,7 +266,10 @@ class Connection:
         self.backpressure = True
         if self._metrics is not None:
             self._metrics.backpressure_disconnects.inc()
+        dropped = self.queued_bytes + self.buffered_bytes()
         self.close(1013, "event backpressure")
+        if self._budget is not None:
+            self._budget.dropped(dropped)
         proto = self._proto
         if proto is not None and not proto.writable.is_set():
             try:

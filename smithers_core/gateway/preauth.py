@@ -46,6 +46,11 @@ class PreAuthPool:
                 best, most = other, len(slots)
         return best
 
+    def saturated(self, key: str) -> bool:
+        """True when peer ``key`` holds all its slots (its new connections are dropped)."""
+        slots = self._peers.get(key)
+        return slots is not None and len(slots) >= self.per_peer
+
     def refuses(self, key: str) -> bool:
         """True when a new socket from ``key`` gets no slot (the 503 at the upgrade)."""
         if self.held(key) >= self.per_peer:
