@@ -214,6 +214,8 @@ async def gateway(opts: dict[str, Any]) -> None:
         db="sqlite:///bench.db",
         auth={"mode": "token", "tokens": token_grants(int(opts.get("tokens", 64)))},
         max_connections=int(opts.get("max_connections", 4000)),
+        # every bench client is on 127.0.0.1: one peer opening batches of BATCH sockets
+        max_pre_auth_connections_per_peer=64,
         max_run_streams=caps,
         max_run_streams_per_user=caps,
         max_run_streams_per_connection=8,

@@ -27,7 +27,10 @@ def _raise_nofile() -> None:
 async def test_200_concurrent_websocket_clients_call_get_run(tmp_path: Path) -> None:
     _raise_nofile()
     clients = 200
-    gw = make_gateway(tmp_path, tokens=TOKENS, max_pre_auth_connections=64)
+    # Every client is on 127.0.0.1, one peer: its pre-auth cap must admit a whole batch.
+    gw = make_gateway(
+        tmp_path, tokens=TOKENS, max_pre_auth_connections=64, max_pre_auth_connections_per_peer=32
+    )
     async with running(gw), http(gw, OP_TOKEN) as c:
         run_id = (await rpc(c, "launchRun", {"workflow": "deploy"})).json()["payload"]["runId"]
         results: list[str] = []

@@ -17,22 +17,37 @@ from smithers_core import jsonutil
 from smithers_core.gateway.connection import Connection
 from smithers_core.gateway.events import map_event
 from smithers_core.gateway.metrics import GatewayMetrics
+from smithers_core.gateway.outbound import OutboundBudget
+from smithers_core.gateway.preauth import PreAuthPool
 from smithers_core.store.sqlite import CommittedEvent
 
 COMPLETED_MEMORY = 10_000  # runs whose run.completed was sent, remembered to send it once
 
 
 class Broadcaster:
-    """The socket set and its counters: ``authed`` and ``preauth`` sockets (the limits)."""
+    """The socket set and its counters: ``authed`` sockets and the ``pre_auth`` pool (the
+    limits)."""
 
-    def __init__(self, metrics: GatewayMetrics) -> None:
+    def __init__(
+        self,
+        metrics: GatewayMetrics,
+        pre_auth: PreAuthPool | None = None,
+        outbound: OutboundBudget | None = None,
+    ) -> None:
         self.metrics = metrics
         self.connections: set[Connection] = set()
+        self.outbound = outbound if outbound is not None else OutboundBudget(128 * 1024 * 1024)
+        self.outbound.connections = self.connections
         self.authed = 0
-        self.preauth = 0
+        self.pre_auth = pre_auth if pre_auth is not None else PreAuthPool(64, 8)
         self.state_version = 0
         self._last_seq: dict[str, int] = {}
         self._completed: OrderedDict[str, None] = OrderedDict()
+
+    @property
+    def preauth(self) -> int:
+        """Sockets holding a pre-auth slot."""
+        return self.pre_auth.count
 
     def on_events(self, events: list[CommittedEvent]) -> None:
         """The EventHub tap: each new event becomes one raw broadcast. The hub feeds each
@@ -95,7 +110,9 @@ class Broadcaster:
     def reset(self) -> None:
         """Forget every socket (the gateway stopped)."""
         self.connections.clear()
-        self.authed = self.preauth = 0
+        self.outbound.total = 0
+        self.authed = 0
+        self.pre_auth.clear()
 
 
 __all__ = ["Broadcaster"]

@@ -1,8 +1,12 @@
 """One WebSocket connection: pools, per-connection ``seq``, the byte-bounded writer (4.2-4.4).
 
 Every outbound frame goes through :meth:`Connection.push`, which never awaits: frames are
-queued, and a queue over ``max_outbound_bytes`` closes the socket with 1013 "event
-backpressure" and drops what was queued.
+queued. When the frames queued plus the bytes waiting in the transport's write buffer would go
+over ``max_outbound_bytes``, or the gateway-wide :class:`OutboundBudget` is spent, the socket
+is closed with 1013 "event backpressure", what was queued is dropped, and
+``backpressure_disconnects_total`` counts it. A peer that stopped reading (its transport is
+paused) cannot take a close frame, so its transport is aborted at once: the socket and its
+memory are released now, not at the next keepalive timeout.
 
 The queue is flushed by a ``call_soon`` callback, not by a task per socket: up to
 :data:`FLUSH_FRAMES` queued frames are written in one go, in order, per loop iteration. On
@@ -23,6 +27,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from smithers_core.auth import Identity
+from smithers_core.gateway.outbound import OutboundBudget
 from smithers_core.gateway.wire import encode, event_text
 
 try:  # the protocol whose synchronous write path the flush uses (see the module docstring)
@@ -70,21 +75,25 @@ class Connection:
 
     __slots__ = (
         "__weakref__",
+        "_budget",
         "_drainer",
         "_metrics",
         "_proto",
         "_queue",
         "_scheduled",
         "_send",
+        "_slot",
         "backpressure",
         "cleanups",
         "closed",
         "id",
         "identity",
+        "inflight",
         "max_outbound_bytes",
         "on_end",
         "path",
         "peer",
+        "pending_write",
         "queued_bytes",
         "scope",
         "seq",
@@ -104,6 +113,7 @@ class Connection:
         path: str = "/",
         max_outbound_bytes: int,
         metrics: GatewayMetrics | None = None,
+        budget: OutboundBudget | None = None,
     ) -> None:
         self.id = "ws:" + uuid.uuid4().hex
         self._send = send
@@ -123,8 +133,13 @@ class Connection:
         self.streamed_runs: dict[str, int] = {}
         self.stream_signals: list[Any] = []
         self.tasks: set[asyncio.Task[Any]] | None = None
+        self.inflight = 0  # request tasks started and not finished
+        self._slot: asyncio.Event | None = None
         self.on_end: Callable[[], None] | None = None
+        # The socket's newest request that may write, until answered (issue 13 item 17).
+        self.pending_write: asyncio.Future[None] | None = None
         self._metrics = metrics
+        self._budget = budget
         # Created on demand and dropped once empty: an idle socket holds no deque (~600 B).
         self._queue: deque[tuple[str, Callable[[], None] | None] | _Close] | None = None
         self._scheduled = False
@@ -152,10 +167,32 @@ class Connection:
         return task
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
-        if self.tasks is not None:
-            self.tasks.discard(task)
+        tasks = self.tasks
+        if tasks is not None:
+            tasks.discard(task)
+            if not tasks:  # a set never shrinks: one burst of 5,000 tasks kept 512 KiB
+                self.tasks = None
         if not task.cancelled() and task.exception() is not None:
             log.error("connection task failed", exc_info=task.exception())
+
+    def spawn_request(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """:meth:`spawn` a request's task, counted in :attr:`inflight` until it calls
+        :meth:`request_done`."""
+        self.inflight += 1
+        self.spawn(coro)
+
+    def request_done(self) -> None:
+        self.inflight -= 1
+        slot, self._slot = self._slot, None
+        if slot is not None:
+            slot.set()
+
+    async def wait_for_slot(self, limit: int) -> None:
+        """Wait until fewer than ``limit`` requests are in flight (the read loop stops
+        reading meanwhile, so a pipelining client is held back by TCP, not by memory)."""
+        while self.inflight >= limit and not self.closed:
+            slot = self._slot = asyncio.Event()
+            await slot.wait()
 
     async def cancel_tasks(self) -> None:
         """Cancel the connection's request and stream tasks and wait for them."""
@@ -168,16 +205,37 @@ class Connection:
         await asyncio.gather(*pending, return_exceptions=True)
 
     # -- outbound --------------------------------------------------------------------------
+    def buffered_bytes(self) -> int:
+        """Bytes handed to the transport and not yet taken by the peer's kernel."""
+        proto = self._proto
+        if proto is None:
+            return 0
+        try:
+            return int(proto.transport.get_write_buffer_size())
+        except Exception:  # no transport yet, or already gone
+            return 0
+
+    def _count(self, delta: int) -> None:
+        self.queued_bytes += delta
+        if self._budget is not None:
+            self._budget.total += delta
+
     def push(self, text: str, after: Callable[[], None] | None = None) -> bool:
         """Queue one frame; False if the socket is closing or over its byte budget."""
         if self.closed:
             return False
         size = len(text)
-        if self.queued_bytes + size > self.max_outbound_bytes:
-            self.backpressure = True
-            self.close(1013, "event backpressure")
+        if self.queued_bytes + size + self.buffered_bytes() > self.max_outbound_bytes:
+            self.overflow()
             return False
-        self.queued_bytes += size
+        budget = self._budget
+        if (
+            budget is not None
+            and budget.total + size > budget.limit
+            and not budget.relieve(self, size)
+        ):
+            return False
+        self._count(size)
         queue = self._queue
         if queue is None:
             queue = self._queue = deque()
@@ -200,6 +258,25 @@ class Connection:
         self.seq += 1
         return self.push(event_text(name, payload_json, self.seq, state_version), after)
 
+    def overflow(self) -> None:
+        """Close for backpressure (1013), drop the queue and count it; a peer that stopped
+        reading has its transport aborted, since no close frame can reach it."""
+        if self.closed:
+            return
+        self.backpressure = True
+        if self._metrics is not None:
+            self._metrics.backpressure_disconnects.inc()
+        dropped = self.queued_bytes + self.buffered_bytes()
+        self.close(1013, "event backpressure")
+        if self._budget is not None:
+            self._budget.dropped(dropped)
+        proto = self._proto
+        if proto is not None and not proto.writable.is_set():
+            try:
+                proto.transport.abort()
+            except Exception:  # pragma: no cover - transport already gone
+                pass
+
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Close after the frames already queued (all of them dropped on backpressure)."""
         if self.closed:
@@ -210,7 +287,7 @@ class Connection:
             queue = self._queue = deque()
         if self.backpressure:
             queue.clear()
-            self.queued_bytes = 0
+            self._count(-self.queued_bytes)
         queue.append(_Close(code, reason))
         self._schedule()
 
@@ -223,7 +300,7 @@ class Connection:
         self.closed = True
         if self._queue is not None:
             self._queue.clear()
-        self.queued_bytes = 0
+        self._count(-self.queued_bytes)
         on_end, self.on_end = self.on_end, None
         if on_end is not None:
             on_end()
@@ -262,7 +339,7 @@ class Connection:
         except Exception:  # the websockets state machine is past OPEN: the peer is gone
             self._end()
             return
-        self.queued_bytes -= size
+        self._count(-size)
         if self._metrics is not None:
             self._metrics.sent += count
         for after in done:
@@ -298,7 +375,7 @@ class Connection:
                     self._end()
                     return
                 text, after = item
-                self.queued_bytes -= len(text)
+                self._count(-len(text))
                 try:
                     await self._send({"type": "websocket.send", "text": text})
                 except Exception:

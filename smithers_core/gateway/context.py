@@ -28,6 +28,8 @@ from smithers_core.gateway.extensions import ExtensionRegistry, call_maybe_async
 from smithers_core.gateway.method_table import MethodTable
 from smithers_core.gateway.metrics import GatewayMetrics
 from smithers_core.gateway.options import GatewayOptions
+from smithers_core.gateway.outbound import OutboundBudget
+from smithers_core.gateway.preauth import PreAuthPool
 from smithers_core.gateway.registry import WorkflowRegistry
 from smithers_core.gateway.route_table import RouteTable
 from smithers_core.gateway.run_views import RunViews
@@ -58,7 +60,13 @@ class GatewayContext:
         self.registry = WorkflowRegistry()
         self.extensions = ExtensionRegistry()
         self.methods = MethodTable()
-        self.sockets = Broadcaster(self.metrics)
+        self.sockets = Broadcaster(
+            self.metrics,
+            PreAuthPool(
+                settings.max_pre_auth_connections, settings.max_pre_auth_connections_per_peer
+            ),
+            OutboundBudget(settings.max_outbound_bytes_total),
+        )
         self.views = RunViews(self.registry)
         self.routes = RouteTable()
         self._added_routes: list[tuple[str, list[RouteSpec]]] = []

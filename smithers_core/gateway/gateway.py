@@ -257,7 +257,9 @@ class Gateway:
                     ws_max_size=settings.max_payload,
                     interface="asgi3",
                     http_protocol=gateway_protocol(
-                        settings.headers_timeout, settings.request_timeout
+                        settings.headers_timeout,
+                        settings.request_timeout,
+                        ctx.sockets.pre_auth.saturated,
                     ),
                 )
                 tg.start_soon(self._every, settings.heartbeat_ms, ctx.sockets.tick)

@@ -93,6 +93,7 @@ class GatewayOptions(BaseModel):
     max_payload: int = 1_048_576
     max_connections: int = 1000
     max_pre_auth_connections: int = 64
+    max_pre_auth_connections_per_peer: int = 8
     event_window_size: int = 10_000
     max_run_windows: int = 1000
     terminal_window_grace_ms: int = Field(
@@ -107,7 +108,7 @@ class GatewayOptions(BaseModel):
         default_factory=lambda: _env_int("SMITHERS_GATEWAY_REQUEST_TIMEOUT", 60_000)
     )
     auth_deadline_ms: int = Field(
-        default_factory=lambda: _env_int("SMITHERS_GATEWAY_AUTH_DEADLINE_MS", 10_000)
+        default_factory=lambda: _env_int("SMITHERS_GATEWAY_AUTH_DEADLINE_MS", 5_000)
     )
     idle_timeout_ms: int = 0
     insecure: bool = False
@@ -116,6 +117,8 @@ class GatewayOptions(BaseModel):
     identity: IdentityOption = Field(default_factory=IdentityOption)
     db: Any = "sqlite:///smithers.db"
     max_outbound_bytes: int = 32 * 1024 * 1024
+    max_outbound_bytes_total: int = 128 * 1024 * 1024
+    max_inflight_requests: int = 64
     max_run_streams: int = 256
     max_run_streams_per_user: int = 32
     max_run_streams_per_connection: int = 8
@@ -132,6 +135,7 @@ class GatewayOptions(BaseModel):
         "max_payload",
         "max_connections",
         "max_pre_auth_connections",
+        "max_pre_auth_connections_per_peer",
         "event_window_size",
         "max_run_windows",
         "terminal_window_grace_ms",
@@ -139,6 +143,8 @@ class GatewayOptions(BaseModel):
         "request_timeout",
         "auth_deadline_ms",
         "max_outbound_bytes",
+        "max_outbound_bytes_total",
+        "max_inflight_requests",
         "max_run_streams",
         "max_run_streams_per_user",
         "max_run_streams_per_connection",

@@ -1,9 +1,11 @@
 """The WebSocket session: upgrade limits and gates, challenge, ``connect``/hello, requests
-answered concurrently, auth deadline and cleanup (reference 4.1-4.3).
+answered concurrently but in order where it matters, auth deadline and cleanup (reference
+4.1-4.3, issue 13 items 1 and 17).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Coroutine
@@ -21,6 +23,7 @@ from smithers_core.gateway.connection import Connection
 from smithers_core.gateway.context import GatewayContext
 from smithers_core.gateway.dispatch import Dispatcher
 from smithers_core.gateway.limits import parse_request_frame
+from smithers_core.gateway.preauth import peer_key
 from smithers_core.gateway.run_views import ACTIVE_STATUSES
 from smithers_core.gateway.wire import encode, ok_frame, ok_text
 from smithers_core.http.asgi import deny, scope_headers, scope_peer
@@ -37,6 +40,12 @@ class WebSocketSession:
     before ``connect``, and methods with an ``inline`` answer such as ``getRun``) are answered
     in the read loop itself; every other request runs in its own task, so requests that wait
     on the store or the engine are still answered concurrently.
+
+    A request sees the effects of every earlier request of its socket: a method that may
+    write (its scope is not a ``*:read`` scope) starts only once the socket's earlier writes
+    have been answered, and any request that arrives while a write of its socket is pending
+    waits for it too (``launchRun`` then, unanswered, ``streamRunEvents`` of that run works).
+    Reads with no write before them still run concurrently and inline.
     """
 
     __slots__ = ("ctx", "dispatcher", "receive", "scope", "send")
@@ -56,9 +65,9 @@ class WebSocketSession:
         message = await self.receive()
         if message["type"] != "websocket.connect":
             return
-        if sockets.authed >= settings.max_connections or (
-            sockets.preauth >= settings.max_pre_auth_connections
-        ):
+        peer = scope_peer(self.scope)
+        key = peer_key(peer)
+        if sockets.authed >= settings.max_connections or sockets.pre_auth.refuses(key):
             await deny(self.send, 503, LIMIT_BODY, self.scope)
             return
         headers = scope_headers(self.scope)
@@ -76,12 +85,15 @@ class WebSocketSession:
         conn = Connection(
             self.send,
             scope=self.scope,
-            peer=scope_peer(self.scope),
+            peer=peer,
             path=str(self.scope.get("path") or "/"),
             max_outbound_bytes=settings.max_outbound_bytes,
             metrics=metrics,
+            budget=sockets.outbound,
         )
-        sockets.preauth += 1
+        evicted = sockets.pre_auth.add(key, conn)
+        if evicted is not None:  # the pool was full: the flooding peer's oldest socket goes
+            evicted.close(1013, "try again later")
         sockets.connections.add(conn)
         metrics.connections.inc()
         metrics.connections_active.inc()
@@ -109,7 +121,7 @@ class WebSocketSession:
             if conn.authenticated:
                 sockets.authed -= 1
             else:
-                sockets.preauth -= 1
+                sockets.pre_auth.discard(conn, key)
             metrics.connections_active.dec()
             metrics.connections_closed.inc()
             for signal in list(conn.stream_signals):
@@ -126,8 +138,12 @@ class WebSocketSession:
     async def _read_loop(self, conn: Connection) -> None:
         metrics = self.ctx.metrics
         receive = self.receive
-        deadline = time.monotonic() + self.ctx.settings.auth_deadline_ms / 1000
+        settings = self.ctx.settings
+        deadline = time.monotonic() + settings.auth_deadline_ms / 1000
+        inflight = settings.max_inflight_requests
         while True:
+            if conn.inflight >= inflight:
+                await conn.wait_for_slot(inflight)
             if conn.identity is not None or conn.closed:
                 message = await receive()
             else:
@@ -168,6 +184,17 @@ class WebSocketSession:
             unauthorized = SmithersError("UNAUTHORIZED", "Connect first")
             conn.push_frame(dispatcher.error_frame(frame_id, unauthorized))
             return
+        earlier = conn.pending_write
+        if _may_write(dispatcher.lookup(method)):
+            done = asyncio.get_running_loop().create_future()
+            conn.pending_write = done
+            conn.spawn_request(
+                self._handle(conn, identity, frame_id, method, params, earlier, done)
+            )
+            return
+        if earlier is not None:  # a write of this socket is still running: wait for it
+            conn.spawn_request(self._handle(conn, identity, frame_id, method, params, earlier))
+            return
         inline = dispatcher.inline(method)
         if inline is not None:
             self.ctx.metrics.call(method, "ws")
@@ -178,9 +205,33 @@ class WebSocketSession:
                 return
             conn.push(ok_text(frame_id, payload_json))
             return
-        conn.spawn(self._handle(conn, identity, frame_id, method, params))
+        conn.spawn_request(self._handle(conn, identity, frame_id, method, params))
 
     async def _handle(
+        self,
+        conn: Connection,
+        identity: Identity,
+        frame_id: str,
+        method: str,
+        params: Any,
+        earlier: asyncio.Future[None] | None = None,
+        done: asyncio.Future[None] | None = None,
+    ) -> None:
+        """Answer one request, after ``earlier`` (the socket's previous write) if given;
+        ``done`` (this request's own write barrier) resolves once it has been answered."""
+        try:
+            if earlier is not None:
+                await asyncio.shield(earlier)
+            await self._answer(conn, identity, frame_id, method, params)
+        finally:
+            conn.request_done()
+            if done is not None:
+                if not done.done():
+                    done.set_result(None)
+                if conn.pending_write is done:
+                    conn.pending_write = None
+
+    async def _answer(
         self, conn: Connection, identity: Identity, frame_id: str, method: str, params: Any
     ) -> None:
         dispatcher = self.dispatcher
@@ -212,13 +263,15 @@ class WebSocketSession:
                     conn.close(1008, "authentication failed")
             return
         metrics.auth_events.labels("success").inc()
+        if conn.closed:  # evicted or timed out while authenticating: nothing to promote
+            return
         if not conn.authenticated:
             if sockets.authed >= ctx.settings.max_connections:
                 limit = SmithersError("CONNECTION_LIMIT", "Gateway connection limit reached")
                 conn.push_frame(self.dispatcher.error_frame(frame_id, limit))
                 conn.close(1013, "connection limit reached")
                 return
-            sockets.preauth -= 1
+            sockets.pre_auth.discard(conn, peer_key(conn.peer))
             sockets.authed += 1
         conn.identity = identity
         conn.session_token = str(uuid.uuid4())
@@ -306,6 +359,13 @@ class WebSocketRpc:
     def __call__(self, scope: Any, receive: Any, send: Any) -> Coroutine[Any, Any, None]:
         # the session's own coroutine, not a wrapper: one frame fewer per open socket
         return WebSocketSession(self.ctx, self.dispatcher, scope, receive, send).run()
+
+
+def _may_write(target: Any) -> bool:
+    """True unless the method is known and needs only a ``*:read`` scope (issue 13 item 17:
+    a socket's later requests wait for such a request to be answered)."""
+    scope = getattr(target, "scope", None)
+    return target is not None and not (isinstance(scope, str) and scope.endswith(":read"))
 
 
 def _is_number(value: Any) -> bool:
