@@ -211,7 +211,13 @@ async def test_cancel_from_another_engine(tmp_path: Path) -> None:
             with anyio.fail_after(3):
                 await started.wait()
             # the owner is alive (fresh heartbeat): the other engine only requests the cancel
-            assert await h2.svc.cancel(rid) == {"runId": rid, "status": "cancelling"}
+            assert await h2.svc.cancel(rid) == {
+                "runId": rid,
+                "status": "cancelling",
+                "won": True,
+                "terminalStatus": None,
+                "repaired": False,
+            }
             assert await h1.settle(rid) == "cancelled"
             assert h2.find(rid, "NodeCancelled")[0]["reason"] == "aborted"
             assert h2.types(rid)[-1] == "RunCancelled"
