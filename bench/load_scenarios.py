@@ -1,0 +1,172 @@
+"""Scenarios 4 and 5: run throughput and the idle cost of open sockets."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import Child, median, rss_kib
+from bench.orchestration import GW_TOKEN, hist_pct, merge_hist, row, start, tokens
+from bench.servers import TOKEN
+
+# --------------------------------------------------------------------------- 4. throughput
+
+
+def throughput(quick: bool) -> dict[str, Any]:
+    reps, n, nprof = (1, 300, 150) if quick else (3, 1000, 500)
+    gw, ready = start("gateway", {"tokens": 1, "seed": False})
+    results = []
+    cpu: list[dict[str, float]] = []
+    prof_path = Path(tempfile.gettempdir()) / f"bench-throughput-{int(time.time())}.txt"
+    samples_path = prof_path.with_suffix(".threads.txt")
+    try:
+
+        def one_pass(count: int) -> dict[str, Any]:
+            c = Child(
+                "bench.clients",
+                "throughput",
+                {"url": ready["url"], "tokens": [GW_TOKEN], "runs": count, "concurrency": 32},
+            )
+            try:
+                c.expect("READY", 60)
+                c.send("go")
+                return c.expect("RESULT", 600)  # type: ignore[no-any-return]
+            finally:
+                c.close()
+
+        for _ in range(reps):
+            before = gw.call("threads")
+            res = one_pass(n)
+            after = gw.call("threads")
+            cpu.append({k: round(after.get(k, 0) - before.get(k, 0), 3) for k in after})
+            results.append(res)
+        gw.call("prof_start")
+        gw.call("sample_start")
+        prof_res = one_pass(nprof)
+        gw.call(f"sample_stop {samples_path}", 60)
+        gw.call(f"prof_stop {prof_path}", 120)
+    finally:
+        gw.close()
+    rps = [r["completed"] / r["elapsed"] for r in results]
+    hists = [merge_hist([r["hist"]]) for r in results]
+    s = median(rps)
+    rows = [
+        row(
+            f"Runs completed/s ({n} launchRun, conc 32, SQLite)",
+            s,
+            None,
+            unit="runs/s",
+            target=">= 300 runs/s (upstream 43)",
+            met=s >= 300,
+        ),
+        row(
+            "Launch-to-run.completed p50 ms",
+            median([hist_pct(h, 0.5) for h in hists]),
+            None,
+            unit="ms",
+            target="(upstream 1,950 ms at a 300-run burst)",
+            higher=False,
+        ),
+    ]
+    rows[-1]["p99"] = (median([hist_pct(h, 0.99) for h in hists]), None)
+    return {
+        "rows": rows,
+        "details": {
+            "runs": results,
+            "threadCpuS": cpu,
+            "profile": str(prof_path),
+            "profiledRunsPerS": prof_res["completed"] / prof_res["elapsed"],
+            "profileText": prof_path.read_text() if prof_path.exists() else None,
+            "threadSamples": samples_path.read_text() if samples_path.exists() else None,
+        },
+    }
+
+
+# --------------------------------------------------------------------------- 5. idle cost
+
+
+def _idle_once(
+    kind: str, deflate: bool, sockets: int, trace: dict[str, Any] | None = None
+) -> float:
+    opts: dict[str, Any] = {"deflate": deflate}
+    if kind == "gateway":
+        opts.update(tokens=(sockets // 32) + 1, seed=False)
+        toks = tokens(opts["tokens"])
+    else:
+        toks = [TOKEN]
+    srv, ready = start(kind, opts)
+    try:
+        # warm up: one batch opened and closed so lazy imports and pools are resident
+        warm = Child(
+            "bench.clients",
+            "idle",
+            {"url": ready["url"], "tokens": toks, "sockets": 64, "deflate": deflate},
+        )
+        warm.expect("READY", 60)
+        warm.close()
+        time.sleep(0.5)
+        path = Path(tempfile.gettempdir()) / f"bench-idle-{kind}-{int(time.time())}.txt"
+        if trace is not None:
+            srv.call("tm_start")
+        before = rss_kib(srv.pid)
+        c = Child(
+            "bench.clients",
+            "idle",
+            {"url": ready["url"], "tokens": toks, "sockets": sockets, "deflate": deflate},
+        )
+        try:
+            info = c.expect("READY", 180)
+            time.sleep(1.0)
+            after = rss_kib(srv.pid)
+            if trace is not None:
+                trace[kind] = {**srv.call(f"tm_diff {path}", 120), "text": path.read_text()}
+        finally:
+            c.close()
+        if deflate and not info["deflate"]:
+            raise RuntimeError(f"{kind}: permessage-deflate was not negotiated")
+        return (after - before) / sockets
+    finally:
+        srv.close()
+
+
+def idle(quick: bool) -> dict[str, Any]:
+    reps, sockets = (1, 1000) if quick else (3, 1000)
+    per: dict[str, list[float]] = {}
+    for deflate in (False, True):
+        for rep in range(reps):
+            order = ["gateway", "starlette_ws"]
+            for kind in order if rep % 2 == 0 else order[::-1]:
+                per.setdefault(f"{kind}.deflate={deflate}", []).append(
+                    _idle_once(kind, deflate, sockets)
+                )
+    trace: dict[str, Any] = {}  # separate, unmeasured passes under tracemalloc
+    for kind in ("gateway", "starlette_ws"):
+        _idle_once(kind, False, sockets, trace)
+    s, b = median(per["gateway.deflate=False"]), median(per["starlette_ws.deflate=False"])
+    sd, bd = median(per["gateway.deflate=True"]), median(per["starlette_ws.deflate=True"])
+    rows = [
+        row(
+            "Idle KiB per authenticated WS (deflate off)",
+            s,
+            b,
+            unit="KiB",
+            higher=False,
+            target="<= 1.3x bare and < 27.2",
+            goal=1 / 1.3,
+            met=s <= 1.3 * b and s < 27.2,
+        ),
+        row(
+            "Idle KiB per authenticated WS (deflate on)",
+            sd,
+            bd,
+            unit="KiB",
+            higher=False,
+            target="reported",
+        ),
+    ]
+    return {
+        "rows": rows,
+        "details": {"tracemalloc": trace, "perConnKiB": per, "sockets": sockets, "reps": reps},
+    }

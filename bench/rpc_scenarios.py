@@ -1,0 +1,212 @@
+"""Scenarios 1 and 2: HTTP RPC (wrk against the gateway and bare Starlette) and WebSocket
+RPC round trips."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from bench.common import median
+from bench.orchestration import (
+    GW_TOKEN,
+    clients,
+    close_all,
+    hist_pct,
+    merge_hist,
+    profiled,
+    row,
+    split,
+    start,
+    tokens,
+)
+from bench.servers import TOKEN
+
+# --------------------------------------------------------------------------- 1. HTTP RPC
+
+WRK_RE = re.compile(r"Requests/sec:\s+([\d.]+)")
+
+
+def _ms(text: str) -> float:
+    m = re.match(r"([\d.]+)(us|ms|s)", text)
+    if not m:
+        return float("nan")
+    v, u = float(m.group(1)), m.group(2)
+    return v / 1000 if u == "us" else v * 1000 if u == "s" else v
+
+
+def wrk(url: str, token: str, body: str, duration: int, conns: int = 64) -> dict[str, Any]:
+    script = Path(tempfile.mkstemp(suffix=".lua")[1])
+    script.write_text(
+        'wrk.method = "POST"\n'
+        f"wrk.body = {json.dumps(body)}\n"
+        'wrk.headers["Content-Type"] = "application/json"\n'
+        f'wrk.headers["Authorization"] = "Bearer {token}"\n'
+    )
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{conns}", f"-d{duration}s", "--latency", "-s", str(script), url],
+        capture_output=True,
+        text=True,
+        timeout=duration + 30,
+        check=True,
+    ).stdout
+    script.unlink()
+    lat = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.M))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    return {
+        "rps": float(WRK_RE.search(out).group(1)),  # type: ignore[union-attr]
+        "p50": _ms(lat.get("50", "")),
+        "p99": _ms(lat.get("99", "")),
+        "non2xx": int(non2xx.group(1)) if non2xx else 0,
+        "socketErrors": errors.group(1) if errors else None,
+    }
+
+
+def http_rpc(quick: bool) -> dict[str, Any]:
+    if not shutil.which("wrk"):
+        raise RuntimeError("wrk is not installed (apt-get install -y wrk)")
+    reps, dur = (2, 2) if quick else (3, 8)
+    gw, ready = start("gateway", {"tokens": 2})
+    base, bready = start(
+        "bare_http", {"payloads": {"getRun": ready["getRun"], "health": ready["health"]}}
+    )
+    body = json.dumps({"runId": ready["runId"]})
+    runs: dict[str, list[dict[str, Any]]] = {}
+    try:
+        for rep in range(reps):
+            order = [("sut", ready["url"], GW_TOKEN), ("base", bready["url"], TOKEN)]
+            for side, url, tok in order if rep % 2 == 0 else order[::-1]:
+                for method in ("getRun", "health"):
+                    res = wrk(
+                        f"{url}/v1/rpc/{method}", tok, body if method == "getRun" else "{}", dur
+                    )
+                    runs.setdefault(f"{side}.{method}", []).append(res)
+    finally:
+        close_all([gw, base])
+    rows = []
+    for method, target_ratio in (("getRun", 0.6), ("health", None)):
+        s = runs[f"sut.{method}"]
+        b = runs[f"base.{method}"]
+        srps, brps = median([r["rps"] for r in s]), median([r["rps"] for r in b])
+        ratio = srps / brps
+        rows.append(
+            row(
+                f"HTTP {method} req/s (64 conns)",
+                srps,
+                brps,
+                unit="req/s",
+                target=f">= {target_ratio}x bare" if target_ratio else "",
+                goal=target_ratio,
+                met=ratio >= target_ratio if target_ratio else None,
+            )
+        )
+        rows.append(
+            row(
+                f"HTTP {method} p50 / p99 ms",
+                median([r["p50"] for r in s]),
+                median([r["p50"] for r in b]),
+                unit="ms",
+                higher=False,
+            )
+        )
+        rows[-1]["p99"] = (median([r["p99"] for r in s]), median([r["p99"] for r in b]))
+    return {
+        "rows": rows,
+        "details": {
+            "runs": runs,
+            "getRunBytes": ready["getRunBytes"],
+            "healthBytes": ready["healthBytes"],
+            "reps": reps,
+            "seconds": dur,
+            "connections": 64,
+            "tool": "wrk -t2",
+        },
+    }
+
+
+# --------------------------------------------------------------------------- 2. WebSocket RPC
+
+
+def _ws_round(url: str, toks: list[str], run_id: str, sockets: int, dur: float) -> dict[str, Any]:
+    cs = clients(
+        "ws_rpc",
+        [
+            {
+                "url": url,
+                "tokens": toks,
+                "offset": off,
+                "sockets": cnt,
+                "inflight": 4,
+                "duration": dur,
+                "runId": run_id,
+            }
+            for off, cnt in split(sockets)
+        ],
+    )
+    try:
+        for c in cs:
+            c.expect("READY", 120)
+        for c in cs:
+            c.send("go")
+        res = [c.expect("RESULT", dur + 90) for c in cs]
+    finally:
+        close_all(cs)
+    hist = merge_hist([r["hist"] for r in res])
+    return {
+        "rps": sum(r["responses"] / r["elapsed"] for r in res),
+        "p50": hist_pct(hist, 0.5),
+        "p99": hist_pct(hist, 0.99),
+        "errors": sum(r["errors"] for r in res),
+    }
+
+
+def ws_rpc(quick: bool) -> dict[str, Any]:
+    reps, dur, n = (1, 3, 200) if quick else (3, 8, 200)
+    gw, ready = start("gateway", {"tokens": 8})
+    hello = {"protocol": 1, "features": ["streaming", "runs"], "policy": {"heartbeatMs": 15000}}
+    base, bready = start("bare_ws", {"getRun": ready["getRun"], "hello": hello})
+    runs: dict[str, list[dict[str, Any]]] = {"sut": [], "base": []}
+    try:
+        for rep in range(reps):
+            order = [("sut", ready["url"], tokens(8)), ("base", bready["url"], [TOKEN])]
+            for side, url, toks in order if rep % 2 == 0 else order[::-1]:
+                runs[side].append(_ws_round(url, toks, ready["runId"], n, dur))
+        # an extra, unmeasured round under pyinstrument for the report
+        _, profile = profiled(
+            gw, "ws", lambda: _ws_round(ready["url"], tokens(8), ready["runId"], n, min(dur, 3))
+        )
+    finally:
+        close_all([gw, base])
+    s, b = median([r["rps"] for r in runs["sut"]]), median([r["rps"] for r in runs["base"]])
+    r1 = row(
+        f"WS getRun responses/s ({n} sockets x 4)",
+        s,
+        b,
+        unit="resp/s",
+        target=">= 0.4x bare",
+        goal=0.4,
+        met=s / b >= 0.4,
+    )
+    r2 = row(
+        "WS getRun p50 ms",
+        median([r["p50"] for r in runs["sut"]]),
+        median([r["p50"] for r in runs["base"]]),
+        unit="ms",
+        higher=False,
+    )
+    r2["p99"] = (median([r["p99"] for r in runs["sut"]]), median([r["p99"] for r in runs["base"]]))
+    return {
+        "rows": [r1, r2],
+        "details": {
+            "runs": runs,
+            "profile": profile,
+            "reps": reps,
+            "seconds": dur,
+            "clientProcesses": 2,
+        },
+    }
