@@ -72,6 +72,12 @@ def nesting_exceeds(text: str, max_nesting: int) -> bool:
 
 
 @functools.cache
+def _decoder(parse_float: Callable[[str], Any] | None) -> json.JSONDecoder:
+    """One decoder per ``parse_float`` (``json.loads`` with options builds one per call)."""
+    return json.JSONDecoder(parse_constant=_reject_constant, parse_float=parse_float)
+
+
+@functools.cache
 def _openers(count: int) -> re.Pattern[bytes]:
     return re.compile(rb"[\[{]{%d}" % count)
 
@@ -98,17 +104,20 @@ def loads_strict(
     data: str | bytes,
     *,
     parse_float: Callable[[str], Any] | None = None,
-    max_nesting: int = MAX_NESTING,
+    max_nesting: int | None = MAX_NESTING,
 ) -> Any:
     """``json.loads`` for what clients send: refuses ``NaN`` and ``Infinity`` (not JSON),
     lone surrogates (:class:`LoneSurrogate`, not Unicode) and, before parsing, more than
     ``max_nesting`` nested containers (:class:`JsonTooDeep`), so no depth reaches the
-    parser's recursion. Bytes must be UTF-8 (``UnicodeDecodeError`` otherwise)."""
+    parser's recursion (None: the caller has counted the brackets already). Bytes must be
+    UTF-8 (``UnicodeDecodeError`` otherwise)."""
     text = data.decode("utf-8") if isinstance(data, bytes) else data
-    if nesting_exceeds(text, max_nesting):
+    if max_nesting is not None and nesting_exceeds(text, max_nesting):
         raise JsonTooDeep(max_nesting)
-    value = json.loads(text, parse_constant=_reject_constant, parse_float=parse_float)
-    maybe = _SURROGATE_ESCAPE.search(text) or (not text.isascii() and _SURROGATE.search(text))
+    value = _decoder(parse_float).decode(text)
+    maybe = ("\\u" in text and _SURROGATE_ESCAPE.search(text)) or (
+        not text.isascii() and _SURROGATE.search(text)
+    )
     if maybe and has_lone_surrogate(value):
         raise LoneSurrogate
     return value

@@ -50,13 +50,20 @@ def too_deep(field: str = "gateway frame") -> SmithersError:
 
 
 def loads_client(
-    data: str | bytes, message: str, *, parse_float: Any = None, field: str = "gateway frame"
+    data: str | bytes,
+    message: str,
+    *,
+    parse_float: Any = None,
+    field: str = "gateway frame",
+    counted: bool = False,
 ) -> Any:
     """:func:`jsonutil.loads_strict` with this surface's errors: more than 32 nested
-    containers is :func:`too_deep` (found without parsing), anything that is not JSON, a lone
-    surrogate included, is ``INVALID_INPUT`` ``message``."""
+    containers is :func:`too_deep` (found without parsing; ``counted``: the caller knows there
+    are fewer brackets), anything that is not JSON, a lone surrogate included, is
+    ``INVALID_INPUT`` ``message``."""
+    nesting = None if counted else MAX_DEPTH
     try:
-        return jsonutil.loads_strict(data, parse_float=parse_float, max_nesting=MAX_DEPTH)
+        return jsonutil.loads_strict(data, parse_float=parse_float, max_nesting=nesting)
     except jsonutil.JsonTooDeep:
         raise too_deep(field) from None
     except (ValueError, UnicodeDecodeError, RecursionError):
@@ -201,7 +208,7 @@ def parse_request_frame(data: str | bytes, max_bytes: int) -> tuple[str, str, An
     walked = False
     if _within_bounds(data):
         try:
-            frame = loads_client(data, FRAME_NOT_JSON, parse_float=_finite_float)
+            frame = loads_client(data, FRAME_NOT_JSON, parse_float=_finite_float, counted=True)
         except _NonFinite:
             walked = True
         else:
