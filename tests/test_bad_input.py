@@ -227,6 +227,12 @@ async def test_workflow_path_errors_are_4xx_relative_to_the_root(
                 "Workflow file not found: ..%2fsecret.py",
             ),
             ("wf/empty.py", 404, "WORKFLOW_NOT_FOUND", None),
+            (
+                "wf/fast.py:nosuch",
+                404,
+                "WORKFLOW_NOT_FOUND",
+                "No workflow named 'nosuch' in wf/fast.py; found: fast",
+            ),
             ("wf/broken.py", 422, "WORKFLOW_LOAD_FAILED", None),
             ("wf", 422, "WORKFLOW_LOAD_FAILED", None),
             ("wf/x\x00.py", 400, "INVALID_REQUEST", "workflowPath must not contain NUL bytes"),

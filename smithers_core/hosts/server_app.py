@@ -30,7 +30,7 @@ from smithers_core.ids import check_run_id
 from smithers_core.runtime import Runtime
 from smithers_core.store import SmithersDb
 from smithers_core.workflow.definition import Workflow
-from smithers_core.workflow.loader import load_workflow
+from smithers_core.workflow.loader import load_workflow, split_spec
 from smithers_core.workflow.models import RunAuth
 
 MAX_WORKFLOW_PATH = 4096
@@ -170,7 +170,7 @@ class ServerApp(HostApp):
         message = exc.message.replace(path, shown).replace(self.root + os.sep, "")
         message = message.replace(self.root, ".")
         if exc.code == "WORKFLOW_NOT_FOUND":
-            if not os.path.exists(path):
+            if not split_spec(path)[0].exists():
                 message = f"Workflow file not found: {shown}"
             return HttpError(404, "WORKFLOW_NOT_FOUND", message, {"workflowPath": shown})
         log.warning("workflow %s failed to load: %s", path, exc.message)
