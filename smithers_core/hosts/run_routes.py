@@ -33,8 +33,8 @@ from smithers_core.hosts.app import HostApp, Request
 from smithers_core.hosts.sse import parse_cursor
 from smithers_core.http.errors import HttpError
 from smithers_core.http.responses import Response
-from smithers_core.store.runs import CancelAttribution
 from smithers_core.ids import check_run_id
+from smithers_core.store.runs import CancelAttribution
 from smithers_core.workflow.definition import Workflow
 
 log = logging.getLogger("smithers.hosts")
