@@ -141,7 +141,11 @@ def offset_of(value: Any) -> int:
     return value
 
 
-_RUN_ID_CODES = {"streamRunEvents": "InvalidRunId", "getDevToolsSnapshot": "InvalidRunId"}
+_RUN_ID_CODES = {
+    "streamRunEvents": "InvalidRunId",
+    "getDevToolsSnapshot": "InvalidRunId",
+    "getNodeOutput": "InvalidRunId",
+}
 
 
 def check_run_ids(method: str, params: dict[str, Any]) -> None:
