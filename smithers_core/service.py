@@ -16,6 +16,7 @@ from smithers_core.engine.engine import Engine
 from smithers_core.engine.signal_check import check_signal_payload
 from smithers_core.engine.transitions import TERMINAL_RUN, WAITING_RUN, get_run_row
 from smithers_core.errors import SmithersError
+from smithers_core.ids import clip
 from smithers_core.store import approvals, nodes, runs, signals
 from smithers_core.store.db import SmithersDb
 from smithers_core.store.runs import CancelAttribution
@@ -116,14 +117,15 @@ class RunService:
         def change(tx: Tx) -> dict[str, Any]:
             run = get_run_row(tx, run_id)
             row = approvals.approval_row(tx.conn, run_id, node_id, iteration)
+            shown = clip(node_id)
             node = nodes.node_state(tx.conn, run_id, node_id, iteration)
             if row is not None and row["status"] in ("approved", "denied"):
                 raise SmithersError(
                     "ALREADY_DECIDED",
-                    f"Approval {node_id} (iteration {iteration}) was already {row['status']}",
+                    f"Approval {shown} (iteration {iteration}) was already {row['status']}",
                     {
                         "runId": run_id,
-                        "nodeId": node_id,
+                        "nodeId": shown,
                         "iteration": iteration,
                         "status": row["status"],
                     },
@@ -131,8 +133,8 @@ class RunService:
             if row is None or node not in ("waiting-approval", "waiting_approval"):
                 raise SmithersError(
                     "NODE_NOT_WAITING",
-                    f"Node {node_id} (iteration {iteration}) is not waiting for approval",
-                    {"runId": run_id, "nodeId": node_id, "iteration": iteration},
+                    f"Node {shown} (iteration {iteration}) is not waiting for approval",
+                    {"runId": run_id, "nodeId": shown, "iteration": iteration},
                 )
             if run["status"] in TERMINAL_RUN:
                 raise SmithersError(

@@ -72,11 +72,14 @@ async def test_srv02_custom_run_id(tmp_path: Path) -> None:
 
 async def test_srv03_srv33_missing_workflow_file(tmp_path: Path) -> None:
     async with server(tmp_path) as s:
-        # changed (D9): the sandbox is always on, so the missing file lies inside root_dir
+        # changed (D9): the sandbox is always on, so the missing file lies inside root_dir;
+        # changed (issue 13): 404 WORKFLOW_NOT_FOUND naming the path relative to the root,
+        # where upstream answers 500 SERVER_ERROR with the server's absolute path
         r = await s.client.post("/v1/runs", json={"workflowPath": "wf/does-not-exist.py"})
-        e = err(r, 500, "SERVER_ERROR")
-        assert e["message"]
-        assert "details" not in e
+        e = err(r, 404, "WORKFLOW_NOT_FOUND")
+        assert e["message"] == "Workflow file not found: wf/does-not-exist.py"
+        assert e["details"] == {"workflowPath": "wf/does-not-exist.py"}
+        assert str(tmp_path) not in r.text
 
 
 async def test_srv04_workflow_reloaded_when_file_changes(tmp_path: Path) -> None:

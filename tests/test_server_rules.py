@@ -115,7 +115,7 @@ async def test_srv52_413_details_and_the_exact_edge(tmp_path: Path) -> None:
         exact = base + b"x" * (100 - len(base) - 2) + b'"}'
         assert len(exact) == 100
         r = await s.client.post("/v1/runs", content=exact)
-        err(r, 500, "SERVER_ERROR")  # passed the limit; the file does not exist
+        err(r, 404, "WORKFLOW_NOT_FOUND")  # passed the limit; the file does not exist
         over = base + b"x" * (101 - len(base) - 2) + b'"}'
         r = await s.client.post("/v1/runs", content=over)
         e = err(r, 413, "PAYLOAD_TOO_LARGE")
@@ -178,8 +178,10 @@ async def test_srv55_json_depth(tmp_path: Path) -> None:
         ok = '{"workflowPath": ' + "[" * 31 + "]" * 31 + "}"
         e = err(await s.client.post("/v1/runs", content=ok), 400, "INVALID_REQUEST")
         assert "details" not in e and e["message"] == "workflowPath must be a string"
+        # changed (issue 13): any depth is the depth error, found without recursing into it
         huge = "[" * 100_000 + "]" * 100_000
-        err(await s.client.post("/v1/runs", content=huge), 400, "INVALID_JSON")
+        e = err(await s.client.post("/v1/runs", content=huge), 400, "INVALID_REQUEST")
+        assert e["details"] == {"maxDepth": 32}
 
 
 # -- POST /v1/runs validation (SRV-56..65) ----------------------------------------------------
@@ -265,7 +267,7 @@ async def test_srv60_validation_precedes_the_sandbox(tmp_path: Path) -> None:
 async def test_srv61_load_precedes_run_id_required(tmp_path: Path) -> None:
     async with server(tmp_path) as s:
         r = await s.client.post("/v1/runs", json={"workflowPath": "nope.py", "resume": True})
-        err(r, 500, "SERVER_ERROR")
+        err(r, 404, "WORKFLOW_NOT_FOUND")  # changed (issue 13): upstream answers 500
 
 
 async def test_srv62_srv66_resume_unknown(tmp_path: Path) -> None:
@@ -511,8 +513,10 @@ async def test_srv85_to_89_signals(tmp_path: Path) -> None:
         assert r.json()["signalName"] == "go"
         r = await s.client.post("/v1/runs/sig/signals/a%2Fb", json={})
         assert r.json()["signalName"] == "a/b"
-        err(await s.client.post("/v1/runs/sig/signals/%20", json={}), 500, "SERVER_ERROR")
-        err(await s.client.post("/v1/runs/sig/signals/%E0%A4%A", json={}), 500, "SERVER_ERROR")
+        # changed (issue 13): an empty name and a malformed escape are 400, not upstream's 500
+        err(await s.client.post("/v1/runs/sig/signals/%20", json={}), 400, "INVALID_REQUEST")
+        r = await s.client.post("/v1/runs/sig/signals/%E0%A4%A", json={})
+        assert err(r, 400, "INVALID_REQUEST")["message"] == "URI malformed"
         err(await s.client.post("/v1/runs/nope/signals/x", json={}), 404, "NOT_FOUND")
 
 
@@ -544,7 +548,7 @@ async def test_route_labels_come_from_the_matched_route(tmp_path: Path) -> None:
     async with server(tmp_path) as s:
         await s.client.get("/v1/runs/x/cancel")  # a wrong method matches no route
         await s.client.get("/nope")
-        await s.client.post("/v1/runs/x%20y/cancel")
+        await s.client.post("/v1/runs/x-y/cancel")
         lines = (await s.client.get("/metrics")).text.splitlines()
         assert (
             'smithers_http_requests_total{method="GET",route="unmatched",'

@@ -9,6 +9,7 @@ from typing import Any
 
 from smithers_core.config import load_config
 from smithers_core.errors import SmithersError
+from smithers_core.ids import RUN_ID_RULE, is_run_id
 from smithers_core.store import DEFAULT_DB_URL
 
 CONFIG_HELP = "config file (default: $SMITHERS_CONFIG, else ./smithers.toml if present)"
@@ -35,6 +36,13 @@ def resolve_db_url(args: argparse.Namespace) -> tuple[str, Path]:
     return str(url), config.base_dir
 
 
+def run_id_arg(value: str) -> str:
+    """An argparse ``type`` for run ids (D4): anything else is a usage error (exit 2)."""
+    if not is_run_id(value):
+        raise argparse.ArgumentTypeError(f"not a run id: {RUN_ID_RULE}")
+    return value
+
+
 def parse_json_arg(value: str | None, what: str) -> Any:
     """A JSON string, or ``@path`` to read JSON from a file."""
     if value is None:
@@ -59,4 +67,5 @@ __all__ = [
     "add_store_options",
     "parse_json_arg",
     "resolve_db_url",
+    "run_id_arg",
 ]

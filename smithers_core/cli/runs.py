@@ -22,7 +22,12 @@ from typing import Any, TypeVar
 
 import anyio
 
-from smithers_core.cli.options import add_store_options, parse_json_arg, resolve_db_url
+from smithers_core.cli.options import (
+    add_store_options,
+    parse_json_arg,
+    resolve_db_url,
+    run_id_arg,
+)
 from smithers_core.cli.up import EXIT_FAILED, EXIT_USAGE, foreground
 from smithers_core.contributions import CliCommand
 from smithers_core.errors import SmithersError
@@ -151,7 +156,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="runs_command", metavar="SUBCOMMAND")
     for op in ("approve", "deny"):
         p = sub.add_parser(op, help=f"{op} a waiting approval")
-        p.add_argument("run_id", metavar="RUN")
+        p.add_argument("run_id", metavar="RUN", type=run_id_arg)
         p.add_argument("node_id", metavar="NODE")
         p.add_argument("--iteration", type=int, default=0)
         p.add_argument("--note")
@@ -160,22 +165,22 @@ def configure(parser: argparse.ArgumentParser) -> None:
         add_store_options(p)
         p.set_defaults(handler=operation(op))
     p = sub.add_parser("signal", help="send a signal to a run")
-    p.add_argument("run_id", metavar="RUN")
+    p.add_argument("run_id", metavar="RUN", type=run_id_arg)
     p.add_argument("name", metavar="NAME")
     p.add_argument("--data", metavar="JSON|@path")
     p.add_argument("--correlation-id", metavar="ID")
     add_store_options(p)
     p.set_defaults(handler=operation("signal"))
     p = sub.add_parser("cancel", help="cancel a run")
-    p.add_argument("run_id", metavar="RUN")
+    p.add_argument("run_id", metavar="RUN", type=run_id_arg)
     add_store_options(p)
     p.set_defaults(handler=operation("cancel"))
     p = sub.add_parser("show", help="print a run (status, summary, runState)")
-    p.add_argument("run_id", metavar="RUN")
+    p.add_argument("run_id", metavar="RUN", type=run_id_arg)
     add_store_options(p)
     p.set_defaults(handler=operation("show"))
     p = sub.add_parser("resume", help="resume a run in the foreground (like up --resume)")
-    p.add_argument("run_id", metavar="RUN")
+    p.add_argument("run_id", metavar="RUN", type=run_id_arg)
     p.add_argument("--file", help="workflow file (default: the one the run recorded)")
     p.add_argument("--wait", action="store_true")
     p.add_argument("--allow-network", action="store_true")

@@ -23,7 +23,12 @@ from typing import Any, TextIO
 import anyio
 
 from smithers_core import jsonutil
-from smithers_core.cli.options import add_store_options, parse_json_arg, resolve_db_url
+from smithers_core.cli.options import (
+    add_store_options,
+    parse_json_arg,
+    resolve_db_url,
+    run_id_arg,
+)
 from smithers_core.contributions import CliCommand
 from smithers_core.errors import SmithersError, sole_error
 from smithers_core.http.binding import check_port_free
@@ -326,7 +331,9 @@ def foreground(args: argparse.Namespace) -> int:
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", help="workflow file (FILE.py or FILE.py:name)")
     parser.add_argument("--input", metavar="JSON|@path", help="input as JSON or @file.json")
-    parser.add_argument("--run-id", metavar="ID", help="run id (default: a new UUID)")
+    parser.add_argument(
+        "--run-id", metavar="ID", type=run_id_arg, help="run id (default: a new UUID)"
+    )
     parser.add_argument("--resume", action="store_true", help="resume the run named by --run-id")
     parser.add_argument("--wait", action="store_true", help="stay while the run waits for people")
     parser.add_argument(

@@ -29,6 +29,7 @@ from smithers_core.engine.host import SettledRun
 from smithers_core.engine.options import EngineOptions
 from smithers_core.engine.transitions import TERMINAL_RUN, WAITING_RUN, get_run_row
 from smithers_core.errors import SmithersError
+from smithers_core.ids import check_run_id
 from smithers_core.store import nodes, runs
 from smithers_core.store.events import node_event
 from smithers_core.store.runs import CancelAttribution
@@ -40,7 +41,6 @@ log = logging.getLogger("smithers.engine")
 
 HOSTNAME = socket.gethostname()
 WorkflowResolver = Callable[[dict[str, Any]], Workflow | None]
-MAX_RUN_ID = 256
 
 
 def make_owner_id() -> str:
@@ -176,8 +176,7 @@ class Engine:
             raise SmithersError("ENGINE_CLOSED", "The engine is not running")
         value = workflow.validate_input(input)
         run_id = run_id or str(uuid.uuid4())
-        if not isinstance(run_id, str) or not run_id.strip() or len(run_id) > MAX_RUN_ID:
-            raise SmithersError("INVALID_INPUT", "runId must be a non-empty string of <= 256 chars")
+        check_run_id(run_id)
         # upstream's configJson keys, null when unset (the limits the engine applies, the tool
         # root), then what the surface adds
         cfg: dict[str, Any] = dict.fromkeys(RUN_LIMIT_KEYS)

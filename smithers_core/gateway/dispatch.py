@@ -1,5 +1,6 @@
 """RPC dispatch: the scope gate, the method table (core's families and plugins' methods alike)
-and extension methods, shared by the HTTP and WebSocket transports (reference 5, 8).
+and extension methods, shared by the HTTP and WebSocket transports (reference 5, 8). Run ids in
+params are checked once here for every method (D4, :func:`~.params.check_run_ids`).
 
 A call is looked up once; a ``websocket_only`` method called over HTTP is refused
 (``INVALID_REQUEST``); then the call is gated (``FORBIDDEN`` with ``requiredScope``), a missing
@@ -22,7 +23,7 @@ from smithers_core.gateway import catalog
 from smithers_core.gateway.context import GatewayContext
 from smithers_core.gateway.extension_calls import ExtensionCalls
 from smithers_core.gateway.extensions import Entry
-from smithers_core.gateway.params import parse
+from smithers_core.gateway.params import check_run_ids, parse
 from smithers_core.gateway.wire import error_frame, rpc_error, translate
 
 
@@ -72,9 +73,11 @@ class Dispatcher:
         """:meth:`call` for an :meth:`inline` method: the payload's JSON, without awaiting."""
         self.gate(identity, method, target)
         assert target.inline is not None
+        args = params if isinstance(params, dict) else {}
+        check_run_ids(target.name, args)
         started = time.perf_counter()
         try:
-            return target.inline(params if isinstance(params, dict) else {})
+            return target.inline(args)
         except SmithersError as exc:
             raise translate(exc) from exc
         finally:
@@ -89,6 +92,8 @@ class Dispatcher:
             )
         self.gate(call.identity, method, target)
         args = params if isinstance(params, dict) else {}
+        if target is not None:
+            check_run_ids(target.name if isinstance(target, RpcMethod) else method, args)
         if isinstance(target, Entry):
             return await self.extensions.call(call, target, args)
         if target is None:

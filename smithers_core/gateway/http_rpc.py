@@ -9,13 +9,18 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import unquote
 
-from smithers_core import jsonutil
 from smithers_core.auth import Identity
 from smithers_core.contributions import RpcCall
 from smithers_core.errors import SmithersError
 from smithers_core.gateway.context import GatewayContext
 from smithers_core.gateway.dispatch import Dispatcher
-from smithers_core.gateway.limits import MAX_ID, check_bounds, check_method, clip_prompt
+from smithers_core.gateway.limits import (
+    MAX_ID,
+    check_bounds,
+    check_method,
+    clip_prompt,
+    loads_client,
+)
 from smithers_core.gateway.wire import encode, ok_frame, request_id_of, status_for_code
 from smithers_core.http.asgi import respond, scope_headers
 from smithers_core.http.body import read_body
@@ -31,10 +36,7 @@ def rpc_body(raw: bytes, path: str) -> dict[str, Any]:
     if path.startswith(RPC_PREFIX) and not raw.strip():
         body: Any = {}
     else:
-        try:
-            body = jsonutil.loads_strict(raw)
-        except (ValueError, UnicodeDecodeError):
-            raise SmithersError("INVALID_INPUT", "RPC body must be valid JSON") from None
+        body = loads_client(raw, "RPC body must be valid JSON")
     if not isinstance(body, dict):
         raise SmithersError("INVALID_REQUEST", "RPC body must be a JSON object")
     clip_prompt(body)

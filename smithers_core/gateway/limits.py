@@ -1,8 +1,10 @@
 """Input bounds that apply to every RPC (gateway reference section 3).
 
-Frames and HTTP bodies: JSON only (no NaN/Infinity), depth <= 32 where the root is depth 1 and
-every child (primitive leaves included) one deeper, arrays <= 256 items, strings <= 16,384
-UTF-16 code units (D11). ``launchRun`` input: <= 1 MiB of JSON and <= 32 nested containers.
+Frames and HTTP bodies: JSON only (no NaN/Infinity, no lone surrogate), depth <= 32 where the
+root is depth 1 and every child (primitive leaves included) one deeper, arrays <= 256 items,
+strings <= 16,384 UTF-16 code units (D11). ``launchRun`` input: <= 1 MiB of JSON and <= 32
+nested containers. More than 32 nested containers is refused before parsing (:func:`loads_client`),
+so no depth reaches the parser's recursion.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ MAX_STRING = 16_384
 MAX_METHOD = 64
 MAX_ID = 128
 MAX_PROMPT_CODE_POINTS = 8192
+FRAME_NOT_JSON = "Gateway frame must be valid JSON."
 METHOD_RE = re.compile(r"^[a-z][a-zA-Z0-9]*(?:\.[a-z][a-zA-Z0-9]*)*$")
 
 
@@ -35,6 +38,36 @@ def _path(parts: list[str | int]) -> str:
     for p in parts:
         out += f"[{p}]" if isinstance(p, int) else f".{p}"
     return out
+
+
+def too_deep(field: str = "gateway frame") -> SmithersError:
+    """The depth error of :func:`check_bounds`, for a text refused before parsing."""
+    return SmithersError(
+        "INVALID_INPUT",
+        f"{field} exceeds the maximum depth of {MAX_DEPTH}.",
+        {"field": field, "path": "$", "maxDepth": MAX_DEPTH},
+    )
+
+
+def loads_client(
+    data: str | bytes,
+    message: str,
+    *,
+    parse_float: Any = None,
+    field: str = "gateway frame",
+    counted: bool = False,
+) -> Any:
+    """:func:`jsonutil.loads_strict` with this surface's errors: more than 32 nested
+    containers is :func:`too_deep` (found without parsing; ``counted``: the caller knows there
+    are fewer brackets), anything that is not JSON, a lone surrogate included, is
+    ``INVALID_INPUT`` ``message``."""
+    nesting = None if counted else MAX_DEPTH
+    try:
+        return jsonutil.loads_strict(data, parse_float=parse_float, max_nesting=nesting)
+    except jsonutil.JsonTooDeep:
+        raise too_deep(field) from None
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise SmithersError("INVALID_INPUT", message) from None
 
 
 def check_bounds(value: Any, field: str = "gateway frame") -> None:
@@ -175,20 +208,15 @@ def parse_request_frame(data: str | bytes, max_bytes: int) -> tuple[str, str, An
     walked = False
     if _within_bounds(data):
         try:
-            frame = jsonutil.loads_strict(data, parse_float=_finite_float)
+            frame = loads_client(data, FRAME_NOT_JSON, parse_float=_finite_float, counted=True)
         except _NonFinite:
             walked = True
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise SmithersError("INVALID_INPUT", "Gateway frame must be valid JSON.") from exc
         else:
             clip_prompt(frame)
     else:
         walked = True
     if walked:
-        try:
-            frame = jsonutil.loads_strict(data)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise SmithersError("INVALID_INPUT", "Gateway frame must be valid JSON.") from exc
+        frame = loads_client(data, FRAME_NOT_JSON)
         clip_prompt(frame)
         check_bounds(frame)
     if not isinstance(frame, dict) or frame.get("type") != "req":
@@ -257,7 +285,9 @@ __all__ = [
     "check_method",
     "clip_prompt",
     "container_depth",
+    "loads_client",
     "parse_request_frame",
+    "too_deep",
     "utf16_len",
     "validate_rpc_input",
 ]

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, StrictBool, StrictInt, StrictStr, Va
 
 from smithers_core.contributions import RpcCall
 from smithers_core.errors import SmithersError
+from smithers_core.ids import clip, is_run_id, run_id_error
 
 MAX_OFFSET = 2**53 - 1
 
@@ -140,6 +141,28 @@ def offset_of(value: Any) -> int:
     return value
 
 
+_RUN_ID_CODES = {
+    "streamRunEvents": "InvalidRunId",
+    "getDevToolsSnapshot": "InvalidRunId",
+    "getNodeOutput": "InvalidRunId",
+}
+
+
+def check_run_ids(method: str, params: dict[str, Any]) -> None:
+    """D4: ``runId``, ``newRunId`` and ``options.runId``, when they are non-empty strings, are
+    run ids, else 400 (``InvalidRunId`` where the method answers a missing id so, else
+    ``INVALID_REQUEST``). Absent, empty or non-string ids are left to the method's own check."""
+    code = _RUN_ID_CODES.get(method, "INVALID_REQUEST")
+    options = params.get("options")
+    for field, value in (
+        ("runId", params.get("runId")),
+        ("newRunId", params.get("newRunId")),
+        ("options.runId", options.get("runId") if isinstance(options, dict) else None),
+    ):
+        if isinstance(value, str) and value and not is_run_id(value):
+            raise run_id_error(field, code)
+
+
 def run_id_of(params: dict[str, Any], code: str = "INVALID_REQUEST") -> str:
     """``params.runId``, else ``code`` with ``runId is required`` (absent, null or empty) or
     ``runId must be a string``."""
@@ -168,7 +191,7 @@ def started_by(value: Any) -> dict[str, Any] | None:
             out[key] = True
             continue
         if key not in limits:
-            raise SmithersError("INVALID_REQUEST", f"options.startedBy.{key} is not allowed")
+            raise SmithersError("INVALID_REQUEST", f"options.startedBy.{clip(key)} is not allowed")
         if not isinstance(item, str):
             raise SmithersError("INVALID_REQUEST", f"options.startedBy.{key} must be a string")
         cap = limits[key]
@@ -193,6 +216,7 @@ __all__ = [
     "RerunParams",
     "SignalParams",
     "auto_subscribe",
+    "check_run_ids",
     "is_positive_int",
     "offset_of",
     "parse",

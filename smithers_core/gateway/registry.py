@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from smithers_core.errors import SmithersError
+from smithers_core.ids import clip
 from smithers_core.registrations import Registration
 from smithers_core.workflow.definition import Workflow
 
@@ -37,7 +38,8 @@ class WorkflowRegistry(Mapping[str, Registration]):
         """The registration of ``key``, else ``NOT_FOUND`` ``Unknown workflow``."""
         reg = self._by_key.get(key or "")
         if reg is None:
-            raise SmithersError("NOT_FOUND", f"Unknown workflow: {key}", {"workflow": key})
+            shown = clip(str(key))
+            raise SmithersError("NOT_FOUND", f"Unknown workflow: {shown}", {"workflow": shown})
         return reg
 
     def key_of(

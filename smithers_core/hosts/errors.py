@@ -17,6 +17,7 @@ Table = dict[str, tuple[int, str, str | None]]
 
 _COMMON: Table = {
     "INVALID_INPUT": (400, "INVALID_REQUEST", None),
+    "INVALID_REQUEST": (400, "INVALID_REQUEST", None),
     "RUN_ALREADY_EXISTS": (409, "RUN_ALREADY_EXISTS", "Run id already exists"),
     "RUN_NOT_ACTIVE": (409, "RUN_NOT_ACTIVE", "Run is not currently active"),
     "NODE_NOT_WAITING": (409, "NODE_NOT_WAITING", None),
@@ -36,5 +37,5 @@ def to_http(exc: SmithersError, table: Table) -> HttpError:
     if entry is None:
         return HttpError(500, "SERVER_ERROR", exc.message or "Unknown error")
     status, code, message = entry
-    details = exc.details if exc.code == "INVALID_INPUT" and exc.details else None
+    details = exc.details if code == "INVALID_REQUEST" and exc.details else None
     return HttpError(status, code, message or exc.message, details)

@@ -5,6 +5,7 @@ serve app (:class:`OwnRun`). The operations are the run service's (D8); what the
 spell differently comes from their :class:`~smithers_core.hosts.surface.Surface`. Each route,
 step by step (the order decides which error a client sees):
 
+- every route of start_server: the path's ``runId`` (400 unless a run id, D4);
 - status: the run (404), its body; ``runState`` where the surface has it;
 - events: the run (404), the cursor (400), then the one SSE stream (``hosts/sse.py``);
 - frames: the run (404) where the surface checks it, the parameters, frames newest first;
@@ -12,7 +13,7 @@ step by step (the order decides which error a client sees):
   the node is not waiting, 403 for ``allowed_users``), then the own run is resumed;
 - cancel: the run (404), the cancel (409 for a terminal run), then the own run's abort is set;
   the body is never read;
-- signal: the body, the run (404), the delivery (409 for a terminal run, 500 for an empty
+- signal: the body, the run (404), the delivery (409 for a terminal run, 400 for an empty
   name, 400 ``INVALID_INPUT`` when the waiting node's model refuses the payload), then the
   own run is resumed.
 """
@@ -32,6 +33,7 @@ from smithers_core.hosts.app import HostApp, Request
 from smithers_core.hosts.sse import parse_cursor
 from smithers_core.http.errors import HttpError
 from smithers_core.http.responses import Response
+from smithers_core.ids import check_run_id
 from smithers_core.store.runs import CancelAttribution
 from smithers_core.workflow.definition import Workflow
 
@@ -62,8 +64,11 @@ class RunRoutes:
         self.own = own
 
     def run_id(self, req: Request) -> str:
-        """The run a request is about: the own run, else the path's ``runId``."""
-        return self.own.run_id if self.own is not None else req.params["runId"]
+        """The run a request is about: the own run, else the path's ``runId`` (400
+        ``INVALID_REQUEST`` unless it is a valid run id, D4)."""
+        if self.own is not None:
+            return self.own.run_id
+        return check_run_id(req.params["runId"], code="INVALID_REQUEST")
 
     def require_run(self, run_id: str) -> None:
         """``RUN_NOT_FOUND`` (404 in the surface's words) unless the run exists."""
@@ -159,8 +164,8 @@ class RunRoutes:
             if exc.code == "INVALID_INPUT" and (exc.details or {}).get("issues"):
                 # the waiting node's model refused the payload (issue 13)
                 raise HttpError(400, "INVALID_INPUT", exc.message, exc.details) from exc
-            if exc.code == "INVALID_INPUT":  # upstream: an empty signal name is a 500
-                raise HttpError(500, "SERVER_ERROR", exc.message) from exc
+            if exc.code == "INVALID_INPUT":  # changed (issue 13): upstream answers 500
+                raise HttpError(400, "INVALID_REQUEST", exc.message) from exc
             raise
         await self._resume_own()
         return self.app.reply(200, result)

@@ -30,6 +30,7 @@ from smithers_core.hosts.run_routes import Abort, OwnRun, RunRoutes
 from smithers_core.hosts.surface import SERVE
 from smithers_core.http.auth import resolve_token
 from smithers_core.http.binding import BoundServer
+from smithers_core.ids import check_run_id
 from smithers_core.runtime import Runtime
 from smithers_core.workflow.definition import Workflow
 
@@ -96,7 +97,7 @@ class ServeApp(HostApp):
             max_body_bytes=max_body_bytes,
             sse_keepalive_ms=sse_keepalive_ms,
         )
-        runs = RunRoutes(self, OwnRun(run_id, workflow, abort))
+        runs = RunRoutes(self, OwnRun(check_run_id(run_id), workflow, abort))
         add = self.router.add
         add("/", runs.status)
         add("/events", runs.events)

@@ -9,6 +9,7 @@ Every route reads the runtime's store, so runs survive a restart.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import time
@@ -25,13 +26,16 @@ from smithers_core.hosts.surface import SERVER
 from smithers_core.http.errors import HttpError
 from smithers_core.http.params import js_number, positive_int
 from smithers_core.http.responses import Response
+from smithers_core.ids import check_run_id
 from smithers_core.runtime import Runtime
 from smithers_core.store import SmithersDb
 from smithers_core.workflow.definition import Workflow
-from smithers_core.workflow.loader import load_workflow
+from smithers_core.workflow.loader import load_workflow, split_spec
 from smithers_core.workflow.models import RunAuth
 
-MAX_RUN_ID = 256
+MAX_WORKFLOW_PATH = 4096
+log = logging.getLogger("smithers.hosts")
+
 OUTSIDE_ROOT = "Workflow path must be within server root directory"
 
 
@@ -79,13 +83,9 @@ class ServerApp(HostApp):
         """``POST /v1/runs``: start a run, or resume one with ``resume`` (reference 2.5)."""
         body = await self.body(req)
         run_id = body.get("runId")
-        # D7/SRV-65: runId is validated up front (upstream fails asynchronously)
-        if run_id is not None and (
-            not isinstance(run_id, str) or not run_id.strip() or len(run_id) > MAX_RUN_ID
-        ):
-            raise HttpError(
-                400, "INVALID_REQUEST", "runId must be a non-empty string of at most 256 chars"
-            )
+        # D7/SRV-65: runId is validated up front (upstream fails asynchronously); D4 ids
+        if run_id is not None:
+            check_run_id(run_id, code="INVALID_REQUEST")
         workflow, path, config, run_input = await self._load(body)
         if js_truthy(body.get("resume")):
             if not run_id:
@@ -103,16 +103,18 @@ class ServerApp(HostApp):
             )
         except SmithersError as exc:
             if exc.code == "INVALID_INPUT":  # the input model's field errors (issue 13)
-                details = {"issues": exc.details["issues"]} if exc.details else None
+                issues = exc.details.get("issues") if exc.details else None
+                details = {"issues": issues} if issues is not None else exc.details
                 raise HttpError(400, "INVALID_INPUT", exc.message, details) from exc
             raise
         return self.reply(200, {"runId": result["runId"]})
 
     async def resume(self, req: Request) -> Response:
         """``POST /v1/runs/:runId/resume`` (reference 2.6); the body's runId is ignored."""
+        run_id = check_run_id(req.params["runId"], code="INVALID_REQUEST")
         body = await self.body(req)
         workflow, _path, _config, _input = await self._load(body)
-        return await self._resume(req.params["runId"], workflow)
+        return await self._resume(run_id, workflow)
 
     async def _resume(self, run_id: str, workflow: Workflow) -> Response:
         if self.rt.db.run_row(run_id) is None:
@@ -151,16 +153,38 @@ class ServerApp(HostApp):
                     400, "INVALID_REQUEST", "config.maxConcurrency must be a positive number"
                 )
             config["maxConcurrency"] = value
+        if "\x00" in workflow_path:
+            raise HttpError(400, "INVALID_REQUEST", "workflowPath must not contain NUL bytes")
         path = self._sandbox(workflow_path)
         try:
             workflow = await anyio.to_thread.run_sync(load_workflow, path)
         except SmithersError as exc:
-            raise HttpError(500, "SERVER_ERROR", exc.message) from exc
+            raise self._load_error(exc, path) from exc
         return workflow, path, config, run_input
+
+    def _load_error(self, exc: SmithersError, path: str) -> HttpError:
+        """A workflow that does not load, in words that name paths relative to the root only:
+        404 ``WORKFLOW_NOT_FOUND`` (no such file, or no workflow in it), else 422
+        ``WORKFLOW_LOAD_FAILED`` (the full message goes to the log, without a traceback)."""
+        shown = os.path.relpath(path, self.root)
+        message = exc.message.replace(path, shown).replace(self.root + os.sep, "")
+        message = message.replace(self.root, ".")
+        if exc.code == "WORKFLOW_NOT_FOUND":
+            if not split_spec(path)[0].exists():
+                message = f"Workflow file not found: {shown}"
+            return HttpError(404, "WORKFLOW_NOT_FOUND", message, {"workflowPath": shown})
+        log.warning("workflow %s failed to load: %s", path, exc.message)
+        return HttpError(422, "WORKFLOW_LOAD_FAILED", message, {"workflowPath": shown})
 
     def _sandbox(self, workflow_path: str) -> str:
         """The real path of ``workflowPath`` (relative to the root); 400 outside the root,
         lexically or through a symlink."""
+        if len(workflow_path) > MAX_WORKFLOW_PATH:
+            raise HttpError(
+                400,
+                "INVALID_REQUEST",
+                f"workflowPath must be at most {MAX_WORKFLOW_PATH} characters",
+            )
         joined = os.path.join(self.root, workflow_path)
         if not inside_root(os.path.normpath(joined), self.root):
             raise HttpError(400, "WORKFLOW_PATH_OUTSIDE_ROOT", OUTSIDE_ROOT)

@@ -4,7 +4,9 @@ and a depth cap (reference/server.md 1.7, gateway reference 3).
 Failures are typed, so each surface answers them in its own words by exception type:
 :class:`BodyTooLarge` (413 ``PAYLOAD_TOO_LARGE``, details ``{"maxBytes": N}``),
 :class:`ClientDisconnected`, :class:`InvalidJson` (400 ``INVALID_JSON`` with the parser's
-message) and :class:`JsonTooDeep` (400 ``INVALID_REQUEST``, details ``{"maxDepth": 32}``).
+message; a lone surrogate such as ``"\\ud800"`` is invalid JSON here, as it is not Unicode)
+and :class:`JsonTooDeep` (400 ``INVALID_REQUEST``, details ``{"maxDepth": 32}``, checked
+without recursing into the client's depth).
 An empty body parses as ``{}``.
 """
 
@@ -89,12 +91,16 @@ async def read_body(receive: Any, headers: Mapping[str, str], max_bytes: int | N
 
 
 def parse_json(data: bytes, *, max_depth: int | None = MAX_JSON_DEPTH) -> Any:
-    """Parse a body: empty is ``{}``; bad UTF-8 or JSON is :class:`InvalidJson`; nesting
-    deeper than ``max_depth`` (None: unchecked) is :class:`JsonTooDeep`."""
+    """Parse a body: empty is ``{}``; bad UTF-8 or JSON (a lone surrogate included) is
+    :class:`InvalidJson`; nesting deeper than ``max_depth`` (None: only the parser's safety
+    limit of 32 nested containers) is :class:`JsonTooDeep`, found before parsing when the
+    containers alone nest too deep."""
     if not data.strip():
         return {}
     try:
-        value = jsonutil.loads_strict(data.decode("utf-8"))
+        value = jsonutil.loads_strict(data, max_nesting=max_depth or jsonutil.MAX_NESTING)
+    except jsonutil.JsonTooDeep as exc:
+        raise JsonTooDeep(max_depth or exc.max_nesting) from exc
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise InvalidJson(str(exc)) from exc
     if max_depth is not None and json_depth_exceeds(value, max_depth):

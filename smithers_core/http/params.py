@@ -7,6 +7,7 @@ import math
 import re
 
 from smithers_core.http.errors import HttpError
+from smithers_core.ids import clip
 
 _DECIMAL = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 _PREFIXED = re.compile(r"^0([xXoObB])([0-9a-fA-F]+)$")
@@ -15,8 +16,9 @@ _HEX = frozenset("0123456789abcdefABCDEF")
 
 
 def strict_unquote(segment: str) -> str:
-    """``decodeURIComponent``: a malformed escape or bad UTF-8 is 500 ``SERVER_ERROR``
-    (upstream's answer), unlike ``urllib.parse.unquote``, which lets both through."""
+    """``decodeURIComponent``: a malformed escape, bad UTF-8 or a NUL is 400
+    ``INVALID_REQUEST`` "URI malformed" (changed, issue 13: upstream answers 500), unlike
+    ``urllib.parse.unquote``, which lets them through."""
     if "%" not in segment:
         return segment
     out = bytearray()
@@ -26,16 +28,18 @@ def strict_unquote(segment: str) -> str:
         if ch == "%":
             pair = segment[i + 1 : i + 3]
             if len(pair) != 2 or not set(pair) <= _HEX:
-                raise HttpError(500, "SERVER_ERROR", "URI malformed")
+                raise HttpError(400, "INVALID_REQUEST", "URI malformed")
             out.append(int(pair, 16))
             i += 3
         else:
             out.extend(ch.encode("utf-8"))
             i += 1
+    if 0 in out:
+        raise HttpError(400, "INVALID_REQUEST", "URI malformed")
     try:
         return out.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise HttpError(500, "SERVER_ERROR", "URI malformed") from exc
+        raise HttpError(400, "INVALID_REQUEST", "URI malformed") from exc
 
 
 def js_number(raw: str) -> float:
@@ -65,7 +69,7 @@ def positive_int(raw: str | None, default: int) -> int:
         return default
     n = js_number(raw)
     if not math.isfinite(n) or n <= 0:
-        raise HttpError(400, "INVALID_REQUEST", f'Expected a positive integer, got "{raw}"')
+        raise HttpError(400, "INVALID_REQUEST", f'Expected a positive integer, got "{clip(raw)}"')
     return math.floor(n)
 
 
@@ -75,7 +79,7 @@ def optional_int(raw: str | None, default: int) -> int:
         return default
     n = js_number(raw)
     if not math.isfinite(n):
-        raise HttpError(400, "INVALID_REQUEST", f'Expected a number, got "{raw}"')
+        raise HttpError(400, "INVALID_REQUEST", f'Expected a number, got "{clip(raw)}"')
     return math.floor(n)
 
 

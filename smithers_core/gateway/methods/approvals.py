@@ -17,6 +17,7 @@ from smithers_core.gateway.params import (
     sub,
 )
 from smithers_core.gateway.wire import translate
+from smithers_core.ids import clip
 from smithers_core.scopes import METHOD_SCOPES
 
 REQUIRED = "runId, nodeId, and approved are required"
@@ -85,12 +86,13 @@ class ApprovalMethods:
 
 def approval_error(exc: SmithersError, p: ApprovalParams) -> SmithersError:
     """The run service's decision errors in this surface's words (D7: ``AlreadyDecided``)."""
-    details = {"runId": p.runId, "nodeId": p.nodeId, "iteration": p.iteration}
+    node = clip(p.nodeId)
+    details = {"runId": p.runId, "nodeId": node, "iteration": p.iteration}
     if exc.code in ("ALREADY_DECIDED", "NODE_NOT_WAITING"):
         status = (exc.details or {}).get("status", "not-requested")
         return SmithersError(
             "AlreadyDecided",
-            f"Approval for {p.nodeId} (iteration {p.iteration}) is already decided",
+            f"Approval for {node} (iteration {p.iteration}) is already decided",
             {**details, "status": status},
         )
     if exc.code == "FORBIDDEN":
