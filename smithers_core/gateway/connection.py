@@ -330,7 +330,8 @@ class Connection:
                 queue.popleft()
                 text, after = item
                 size += len(text)
-                conn.send_text(text.encode())
+                # 'replace': a lone surrogate in a frame must not read as the peer being gone
+                conn.send_text(text.encode("utf-8", "replace"))
                 count += 1
                 if after is not None:
                     done.append(after)
