@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
+
+from pydantic import ValidationError
+
+MAX_ISSUE_INPUT = 128
+"""An issue's echoed ``input`` is kept only when its JSON is at most this long."""
 
 
 class SmithersError(Exception):
@@ -38,3 +44,20 @@ def sole_error(exc: BaseException) -> BaseException:
     while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
         exc = exc.exceptions[0]
     return exc
+
+
+def validation_issues(exc: ValidationError) -> list[dict[str, Any]]:
+    """A pydantic error's issues for an error's details: no docs URL, no context, and the
+    offending ``input`` echoed only when short (a client must not get its megabyte back)."""
+    issues: list[dict[str, Any]] = []
+    for error in exc.errors(include_url=False, include_context=False):
+        issue: dict[str, Any] = dict(error)
+        if "input" in issue:
+            try:
+                short = len(json.dumps(issue["input"], default=str)) <= MAX_ISSUE_INPUT
+            except (TypeError, ValueError):
+                short = False
+            if not short:
+                del issue["input"]
+        issues.append(issue)
+    return issues

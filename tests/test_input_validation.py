@@ -255,3 +255,17 @@ async def _wait_status(c: Any, run_id: str, status: str) -> None:
     with anyio.fail_after(10):
         while not await current():
             await anyio.sleep(0.02)
+
+
+def test_field_errors_echo_only_short_inputs() -> None:
+    """An issue keeps the offending value when it is short, and drops it when it is long:
+    a client never gets a large value of its own back in an error (issue 13 item 13)."""
+    with pytest.raises(SmithersError) as short:
+        strict.validate_input({"count": "x" * 126})  # JSON "xx..." is 128 characters
+    [issue] = short.value.details["issues"]  # type: ignore[index]
+    assert issue["loc"] == ("count",) and issue["input"] == "x" * 126
+    with pytest.raises(SmithersError) as long:
+        strict.validate_input({"count": "x" * 127})  # 129 characters
+    [issue] = long.value.details["issues"]  # type: ignore[index]
+    assert issue["loc"] == ("count",) and "input" not in issue
+    assert "x" * 127 not in str(long.value.to_dict())

@@ -25,7 +25,7 @@ from smithers_core.engine.host import RunHost
 from smithers_core.engine.render import Key
 from smithers_core.engine.steps import Inflight, StartSpec, dump_output, model_name, schema_json
 from smithers_core.engine.transitions import error_dict
-from smithers_core.errors import SmithersError
+from smithers_core.errors import SmithersError, validation_issues
 from smithers_core.store import nodes, runs
 from smithers_core.store.events import node_event
 from smithers_core.store.sqlite import Tx
@@ -265,7 +265,7 @@ def validate_output(leaf: Task, value: Any) -> Any:
             f"Output of task {leaf.id!r} does not match {model.__name__}",
             {
                 "failureRetryable": False,
-                "issues": exc.errors(include_url=False, include_context=False),
+                "issues": validation_issues(exc),
             },
         ) from exc
 

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from smithers_core import jsonutil
 from smithers_core.engine.render import render
-from smithers_core.errors import SmithersError
+from smithers_core.errors import SmithersError, validation_issues
 from smithers_core.store import nodes, runs
 from smithers_core.store.snapshot import RunState, load_run_state
 from smithers_core.store.sqlite import SqliteStore
@@ -122,7 +122,7 @@ async def check_signal_payload(
             "INVALID_INPUT",
             f"Signal payload does not match the output model of wait {node_id!r}",
             {
-                "issues": exc.errors(include_url=False, include_context=False),
+                "issues": validation_issues(exc),
                 "nodeId": node_id,
                 "iteration": iteration,
                 "signalName": name,

@@ -23,6 +23,7 @@ from smithers_core.engine.steps import (
     render_predicate,
     schema_json,
 )
+from smithers_core.errors import validation_issues
 from smithers_core.store import approvals, nodes, signals
 from smithers_core.store.events import node_event
 from smithers_core.store.snapshot import RunState
@@ -281,7 +282,7 @@ class WaitingLeaves:
         error = {
             "code": "INVALID_INPUT",
             "message": "Signal payload does not match the wait's output model",
-            "issues": exc.errors(include_url=False, include_context=False),
+            "issues": validation_issues(exc),
         }
 
         def change(tx: Tx) -> None:

@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from smithers_core.errors import SmithersError
+from smithers_core.errors import SmithersError, validation_issues
 
 DEFAULT_FEATURES = ("streaming", "runs")
 BRIDGE_POLL_MS = 1000
@@ -197,7 +197,7 @@ def parse_options(raw: dict[str, Any]) -> GatewayOptions:
         raise SmithersError(
             "INVALID_INPUT",
             f"Gateway option {field} {first.get('msg', 'is invalid')}".replace("Value error, ", ""),
-            {"issues": exc.errors(include_url=False, include_context=False)},
+            {"issues": validation_issues(exc)},
         ) from exc
 
 

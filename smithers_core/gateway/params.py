@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictInt, StrictStr, ValidationError
 
 from smithers_core.contributions import RpcCall
-from smithers_core.errors import SmithersError
+from smithers_core.errors import SmithersError, validation_issues
 from smithers_core.ids import clip, is_run_id, run_id_error
 
 MAX_OFFSET = 2**53 - 1
@@ -110,7 +110,7 @@ def parse(model: type[Any], params: dict[str, Any], code: str, message: str) -> 
     try:
         return model.model_validate(params)
     except ValidationError as exc:
-        issues = exc.errors(include_url=False, include_context=False)
+        issues = validation_issues(exc)
         raise SmithersError(code, type_message(issues) or message, {"issues": issues}) from exc
 
 

@@ -8,7 +8,7 @@ from typing import Any, TypeVar, overload
 
 from pydantic import BaseModel, ValidationError
 
-from smithers_core.errors import SmithersError
+from smithers_core.errors import SmithersError, validation_issues
 from smithers_core.workflow.models import RunAuth
 
 M = TypeVar("M", bound=BaseModel)
@@ -89,7 +89,7 @@ def _as_model(value: Any, model: type[BaseModel] | None, node_id: str) -> Any:
         raise SmithersError(
             "INVALID_OUTPUT",
             f"Output of {node_id!r} does not match {model.__name__}",
-            {"nodeId": node_id, "issues": exc.errors(include_url=False, include_context=False)},
+            {"nodeId": node_id, "issues": validation_issues(exc)},
         ) from exc
 
 

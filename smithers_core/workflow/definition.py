@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, RootModel, ValidationError
 
-from smithers_core.errors import SmithersError
+from smithers_core.errors import SmithersError, validation_issues
 from smithers_core.workflow.nodes import Node
 
 
@@ -61,7 +61,7 @@ class Workflow:
                 checker.model_validate(data)
             return model.model_validate(data)
         except ValidationError as exc:
-            issues = exc.errors(include_url=False, include_context=False)
+            issues = validation_issues(exc)
             raise SmithersError(
                 "INVALID_INPUT",
                 f"Input does not match {model.__name__}: {_summary(issues)}",
