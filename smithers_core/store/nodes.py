@@ -331,12 +331,8 @@ def finish_with_output(
 
 def output_payload(conn: sqlite3.Connection, run_id: str, node_id: str, iteration: int) -> Any:
     """A node's output payload, or None."""
-    row = conn.execute(
-        "SELECT payload_json FROM _smithers_outputs WHERE run_id = ? AND node_id = ?"
-        " AND iteration = ?",
-        (run_id, node_id, iteration),
-    ).fetchone()
-    return None if row is None else jsonutil.loads(row[0])
+    row = output_row(conn, run_id, node_id, iteration)
+    return None if row is None else jsonutil.loads(row["payload_json"])
 
 
 def node_iterations(conn: sqlite3.Connection, run_id: str, node_id: str) -> list[sqlite3.Row]:
