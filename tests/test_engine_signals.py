@@ -10,7 +10,9 @@ import anyio
 import pytest
 from pydantic import BaseModel
 
+from smithers_core import jsonutil
 from smithers_core.errors import SmithersError
+from smithers_core.store import runs, signals
 from smithers_core.workflow.definition import workflow
 from smithers_core.workflow.nodes import Approval, Par, Seq, Task, WaitSignal
 from tests.engine_helpers import Harness
@@ -228,9 +230,17 @@ async def test_two_waits_same_start_tree_order_and_seq_order(tmp_path: Path) -> 
     async with Harness(tmp_path, supervise=False) as h:
         rid, status = await h.start(sig_two_same)
         assert status == "waiting-event"
-        # both signals arrive before the run resumes
-        await h.svc.deliver_signal(rid, "s", {"n": 1})
-        await h.svc.deliver_signal(rid, "s", {"n": 2})
+
+        # both signals are stored before the run resumes (one transaction, as two deliveries
+        # racing the resume would be), then the run is woken once
+        def both(tx: Any) -> None:
+            for n in (1, 2):
+                signals.receive_signal(tx, rid, "s", None, jsonutil.dumps({"n": n}), "test")
+            runs.bump_inbox(tx, rid)
+            runs.reopen_run(tx, rid)
+
+        await h.engine.store.write(both)
+        h.engine.request_resume(rid)
         assert await h.settle(rid) == "finished"
         assert h.output(rid, "w1") == {"n": 1}
         assert h.output(rid, "w2") == {"n": 2}
