@@ -103,7 +103,7 @@ async def test_timer_until_past_fires_immediately(tmp_path: Path) -> None:
 async def test_timer_timedelta_while_other_work_runs(tmp_path: Path) -> None:
     @workflow("timer-par")
     def timer_par(ctx: Any) -> Any:
-        return Par(Timer("t", duration=timedelta(milliseconds=60)), Task("x", lambda t: Num(n=1)))
+        return Par(Timer("t", duration=timedelta(milliseconds=500)), Task("x", lambda t: Num(n=1)))
 
     async with Harness(tmp_path) as h:
         rid, status = await h.start(timer_par)
@@ -287,7 +287,7 @@ async def test_loop_iteration_count_counts_started_iterations(tmp_path: Path) ->
 async def test_approval_outranks_timer_and_wheel_fires_timer_meanwhile(tmp_path: Path) -> None:
     @workflow("appr-timer")
     def appr_timer(ctx: Any) -> Any:
-        return Par(Approval("gate"), Timer("t", duration="80ms"))
+        return Par(Approval("gate"), Timer("t", duration="400ms"))
 
     async with Harness(tmp_path) as h:
         rid, status = await h.start(appr_timer)

@@ -15,7 +15,7 @@ from tests.engine_helpers import engine_options
 from tests.fixtures.server.helpers import copy_workflows, parse_sse, read_sse, server
 from tests.test_server_api import err
 
-pytestmark = [pytest.mark.anyio, pytest.mark.timeout(10)]
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(30)]
 
 
 def all_seqs(s: object, run_id: str) -> list[int]:
@@ -156,7 +156,7 @@ async def test_fifty_concurrent_clients_receive_every_event(tmp_path: Path) -> N
                             all_open.set()
             results.append([e.seq for e in parse_sse(buf)[0]])
 
-        with anyio.fail_after(9):
+        with anyio.fail_after(25):  # 50 streams on a loaded 2-core machine
             async with anyio.create_task_group() as tg:
                 for _ in range(50):
                     tg.start_soon(client)
