@@ -4,6 +4,7 @@ RPC round trips."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -56,15 +57,23 @@ def wrk(url: str, token: str, body: str, duration: int, conns: int = 64) -> dict
     ).stdout
     script.unlink()
     lat = dict(re.findall(r"^\s+(50|99)%\s+(\S+)\s*$", out, re.M))  # "1.56s " ends in a space
+    count = re.search(r"(\d+) requests in", out)
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: (.*)", out)
     return {
         "rps": float(WRK_RE.search(out).group(1)),  # type: ignore[union-attr]
         "p50": _ms(lat.get("50", "")),
         "p99": _ms(lat.get("99", "")),
+        "requests": int(count.group(1)) if count else 0,
         "non2xx": int(non2xx.group(1)) if non2xx else 0,
         "socketErrors": errors.group(1) if errors else None,
     }
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system, every thread) a process has used, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # issue 14's targets: the gateway / bare Starlette on httptools + uvloop
@@ -86,15 +95,19 @@ def http_rpc(quick: bool) -> dict[str, Any]:
     try:
         for rep in range(reps):
             order = [
-                ("sut", ready["url"], GW_TOKEN),
-                ("base", bready["url"], TOKEN),
-                ("h11", hready["url"], TOKEN),
+                ("sut", gw, ready["url"], GW_TOKEN),
+                ("base", base, bready["url"], TOKEN),
+                ("h11", h11, hready["url"], TOKEN),
             ]
-            for side, url, tok in order if rep % 2 == 0 else order[::-1]:
+            for side, srv, url, tok in order if rep % 2 == 0 else order[::-1]:
                 for method in ("getRun", "health"):
+                    cpu0 = process_cpu(srv.pid)
                     res = wrk(
                         f"{url}/v1/rpc/{method}", tok, body if method == "getRun" else "{}", dur
                     )
+                    # server CPU per request: the figure that survives a busy machine
+                    cpu = process_cpu(srv.pid) - cpu0
+                    res["cpuMsPer1k"] = 1e6 * cpu / res["requests"] if res["requests"] else None
                     runs.setdefault(f"{side}.{method}", []).append(res)
     finally:
         close_all([gw, base, h11])
@@ -125,6 +138,17 @@ def http_rpc(quick: bool) -> dict[str, Any]:
             )
         )
         rows[-1]["p99"] = (median([r["p99"] for r in s]), median([r["p99"] for r in b]))
+    for method in HTTP_TARGETS:
+        rows.append(
+            row(
+                f"HTTP {method} server CPU ms per 1,000 req",
+                median([r["cpuMsPer1k"] or float("nan") for r in runs[f"sut.{method}"]]),
+                median([r["cpuMsPer1k"] or float("nan") for r in runs[f"base.{method}"]]),
+                unit="ms",
+                higher=False,
+                target="reported",
+            )
+        )
     for method in HTTP_TARGETS:
         rows.append(
             row(
