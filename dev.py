@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""Set up and run the project: ``python3 dev.py run`` or ``python3 dev.py test``.
+"""Set up and run the project: ``python3 dev.py run``, ``python3 dev.py test`` or
+``python3 dev.py bench [--quick] [scenario ...]``.
 
-Both create ``.venv`` (if needed) and install smithers-core plus every plugin distribution in
-editable mode, then run the main job or the quality gates and the whole test suite.
-Only Python 3.11+ with pip is assumed.
+Each creates ``.venv`` (if needed) and installs smithers-core plus every plugin distribution in
+editable mode, then runs the main job, the quality gates and the whole test suite, or the
+benchmarks (after installing the ``bench`` extra and wrk). Only Python 3.11+ with pip is assumed.
 """
 
 from __future__ import annotations
@@ -90,6 +91,43 @@ def test(extra: list[str]) -> int:
     return run(PY, "-m", "pytest", "-q", "--cov", "--cov-report=term", *extra, check=False)
 
 
+WRK_HELP = (
+    "wrk, the HTTP load generator of the bench's http scenario, is not installed. Install it"
+    " from your distribution's packages (Debian/Ubuntu: sudo apt-get install -y wrk; macOS:"
+    " brew install wrk), or run other scenarios (python3 dev.py bench ws fanout)."
+)
+
+
+def ensure_wrk() -> bool:
+    """wrk on PATH, installed from Debian packages when missing and running as root."""
+    if shutil.which("wrk"):
+        return True
+    apt = shutil.which("apt-get")
+    if not (apt and hasattr(os, "geteuid") and os.geteuid() == 0):
+        return False
+    # a fresh image often has no package lists yet: update once if the install fails
+    if run(apt, "install", "-y", "wrk", check=False) != 0:
+        run(apt, "update", check=False)
+        run(apt, "install", "-y", "wrk", check=False)
+    return shutil.which("wrk") is not None
+
+
+def bench(extra: list[str]) -> int:
+    """Install the ``bench`` extra and wrk, then ``python -m bench`` with ``extra``."""
+    setup()
+    stamp = VENV / ".bench-stamp"
+    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if not stamp.exists() or stamp.read_text() != wanted:
+        run(PY, "-m", "pip", "install", "--quiet", "-e", ".[bench]")
+        stamp.write_text(wanted)
+    scenarios = [a for a in extra if not a.startswith("-")]
+    if not ensure_wrk():
+        print(WRK_HELP, file=sys.stderr, flush=True)
+        if not scenarios or "http" in scenarios:
+            return 2
+    return run(PY, "-m", "bench", *extra, check=False)
+
+
 def main_job(extra: list[str]) -> int:
     """The main job: a gateway with the example workflows on the embedded SQLite store."""
     setup()
@@ -109,7 +147,9 @@ def main(argv: list[str]) -> int:
         return test(extra)
     if command == "run":
         return main_job(extra)
-    print(f"unknown command {command!r}; use run, test or setup", file=sys.stderr)
+    if command == "bench":
+        return bench(extra)
+    print(f"unknown command {command!r}; use run, test, bench or setup", file=sys.stderr)
     return 2
 
 

@@ -30,7 +30,8 @@ def machine() -> dict[str, Any]:
             cpu = line.split(":", 1)[1].strip()
             break
     vers = {}
-    for dist in ("uvicorn", "starlette", "websockets", "h11", "httpx", "pydantic", "anyio"):
+    dists = ("uvicorn", "uvloop", "httptools", "starlette", "websockets", "h11", "httpx")
+    for dist in (*dists, "pydantic", "anyio"):
         try:
             vers[dist] = version(dist)
         except Exception:
@@ -97,6 +98,9 @@ def table(results: dict[str, Any]) -> str:
                 f"| {name} | {r['metric']} | {sut} | {base} | {ratio} | "
                 f"{r.get('target', '')} | {met} |"
             )
+    notes = [f"- {name}: {n}" for name, res in results.items() for n in res.get("notes", [])]
+    if notes:
+        lines += ["", *notes]
     return "\n".join(lines)
 
 

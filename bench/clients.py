@@ -42,10 +42,21 @@ def ws_url(url: str) -> str:
     return url.replace("http://", "ws://") + "/"
 
 
+# Browsers and node `ws` offer permessage-deflate by default (client_max_window_bits);
+# websockets' "deflate" sends the same offer. The server decides whether to accept it.
+OFFER = "deflate"
+
+
+def deflated(socks: list[Any]) -> int:
+    """How many of ``socks`` negotiated permessage-deflate."""
+    return sum(1 for ws in socks if ws.protocol.extensions)
+
+
 async def ws_open(
-    url: str, token: str, *, subscribe: list[str] | None = None, compression: str | None = None
+    url: str, token: str, *, subscribe: list[str] | None = None, compression: str | None = OFFER
 ) -> Any:
-    """Open a socket and authenticate with ``connect`` (the gateway's handshake)."""
+    """Open a socket (offering permessage-deflate unless ``compression`` is None) and
+    authenticate with ``connect`` (the gateway's handshake)."""
     from websockets.asyncio.client import connect
 
     ws = await connect(
@@ -141,7 +152,16 @@ async def ws_rpc(opts: dict[str, Any]) -> None:
     t0 = time.monotonic()
     await asyncio.wait_for(asyncio.gather(*(drive(ws) for ws in socks)), duration + 60)
     elapsed = min(time.monotonic(), t_end) - t0
-    emit("RESULT", {"responses": counts[0], "elapsed": elapsed, "errors": errors[0], "hist": hist})
+    emit(
+        "RESULT",
+        {
+            "responses": counts[0],
+            "elapsed": elapsed,
+            "errors": errors[0],
+            "hist": hist,
+            "deflate": deflated(socks),
+        },
+    )
     for ws in socks:
         await ws.close()
 
@@ -239,6 +259,7 @@ async def fanout(opts: dict[str, Any]) -> None:
             "completed": completed,
             "streamErrors": errors,
             "timedOut": len(pending),
+            "deflate": deflated(socks),
         },
     )
     await asyncio.gather(*(ws.close() for ws in socks), return_exceptions=True)

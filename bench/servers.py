@@ -5,6 +5,9 @@ Each prints ``READY {json}`` once bound on 127.0.0.1, then serves stdin commands
 ``OK {json}``. Kinds: ``gateway`` (system under test), ``server`` (start_server), and the
 baselines ``bare_http`` (Starlette + uvicorn), ``bare_ws`` (websockets), ``starlette_ws``
 (Starlette + uvicorn WebSocket) and ``bare_sse`` (Starlette SSE).
+
+Every kind runs on uvloop unless its options say ``"loop": "asyncio"``; the uvicorn baselines
+use httptools unless they say ``"http": "h11"`` (uvicorn[standard], what a user deploys).
 """
 
 from __future__ import annotations
@@ -228,6 +231,7 @@ async def gateway(opts: dict[str, Any]) -> None:
     await gw.listen(port=0, host="127.0.0.1")
     url = gw.url or ""
     ready: dict[str, Any] = {"port": int(url.rsplit(":", 1)[1]), "url": url, "tmp": str(tmp)}
+    ready["stack"] = loop_name()  # its HTTP protocol is its own choice
     if opts.get("seed", True):
         # a finished run whose getRun answer is about 1.3 KB
         async with httpx.AsyncClient(
@@ -267,7 +271,8 @@ async def server(opts: dict[str, Any]) -> None:
     handle = start_server(port=0, root_dir=str(tmp), db=f"sqlite:///{tmp}/srv.db", auth_token=TOKEN)
     stop = asyncio.Event()
     serve_commands(asyncio.get_running_loop(), stop, {})
-    emit("READY", {"port": handle.port, "url": handle.url, "workflowPath": "wf/sse_logger.py"})
+    ready = {"port": handle.port, "url": handle.url, "workflowPath": "wf/sse_logger.py"}
+    emit("READY", {**ready, "stack": "start_server (its own loop)"})
     await stop.wait()
     handle.close()
     shutil.rmtree(tmp, ignore_errors=True)
@@ -276,13 +281,30 @@ async def server(opts: dict[str, Any]) -> None:
 # --------------------------------------------------------------------------- baselines
 
 
-def _uvicorn(app: Any, deflate: bool = False) -> Any:
+def loop_factory(name: str) -> Any:
+    """``uvloop`` (the default) or ``asyncio`` (None: the standard loop)."""
+    if name == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError as exc:
+        raise RuntimeError("uvloop is missing: pip install -e '.[bench]'") from exc
+    return uvloop.new_event_loop
+
+
+def loop_name() -> str:
+    mod = type(asyncio.get_running_loop()).__module__
+    return "uvloop" if mod.startswith("uvloop") else "asyncio"
+
+
+def _uvicorn(app: Any, deflate: bool = False, http: str = "httptools") -> Any:
     import uvicorn
 
     cfg = uvicorn.Config(
         app,
         host="127.0.0.1",
         port=0,
+        http=http,
         log_level="warning",
         access_log=False,
         server_header=False,
@@ -293,7 +315,8 @@ def _uvicorn(app: Any, deflate: bool = False) -> Any:
 
 
 async def _serve_uvicorn(app: Any, opts: dict[str, Any], extra: Any = None) -> None:
-    srv = _uvicorn(app, bool(opts.get("deflate", False)))
+    http = str(opts.get("http", "httptools"))
+    srv = _uvicorn(app, bool(opts.get("deflate", False)), http)
     srv.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     task = asyncio.create_task(srv.serve())
     for _ in range(1000):
@@ -303,7 +326,8 @@ async def _serve_uvicorn(app: Any, opts: dict[str, Any], extra: Any = None) -> N
     port = srv.servers[0].sockets[0].getsockname()[1]
     stop = asyncio.Event()
     serve_commands(asyncio.get_running_loop(), stop, extra or {})
-    emit("READY", {"port": port, "url": f"http://127.0.0.1:{port}"})
+    stack = f"{http} + {loop_name()}"
+    emit("READY", {"port": port, "url": f"http://127.0.0.1:{port}", "stack": stack})
     await stop.wait()
     srv.should_exit = True
     await asyncio.wait_for(task, 10)
@@ -447,7 +471,8 @@ async def bare_ws(opts: dict[str, Any]) -> None:
         port = next(iter(srv.sockets)).getsockname()[1]
         stop = asyncio.Event()
         serve_commands(loop, stop, {"broadcast": start_broadcast})
-        emit("READY", {"port": port, "url": f"http://127.0.0.1:{port}"})
+        stack = f"websockets + {loop_name()}"
+        emit("READY", {"port": port, "url": f"http://127.0.0.1:{port}", "stack": stack})
         await stop.wait()
 
 
@@ -531,7 +556,8 @@ def main() -> None:
     raise_nofile()
     kind, opts = sys.argv[1], json.loads(sys.argv[2] if len(sys.argv) > 2 else "{}")
     try:
-        asyncio.run(KINDS[kind](opts))
+        with asyncio.Runner(loop_factory=loop_factory(str(opts.get("loop", "uvloop")))) as runner:
+            runner.run(KINDS[kind](opts))
     except Exception as exc:
         emit("ERROR", f"{kind}: {type(exc).__name__}: {exc}")
         raise
