@@ -2,8 +2,8 @@
 cheaper to keep open (issue 14).
 
 An idle socket on uvicorn's protocol holds an ``asyncio.Queue`` and an ``asyncio.Event``
-(four deques, about 3 KiB) and the parsed handshake request and response with their headers
-(about 3 KiB) for as long as it stays open. This subclass swaps the queue and the event for
+(five deques, about 3.7 KiB) and the parsed handshake request and response with their headers
+(about 4 KiB) for as long as it stays open. This subclass swaps the queue and the event for
 slotted equivalents that allocate only while something waits, and drops the handshake (and
 empties its headers) once the accept has been written.
 
