@@ -271,7 +271,8 @@ async def fanout(opts: dict[str, Any]) -> None:
 async def idle(opts: dict[str, Any]) -> None:
     loop = asyncio.get_running_loop()
     quit_ev = stdin_event(loop, "quit")
-    comp = "deflate" if opts.get("deflate") else None
+    # "offer": the client offers permessage-deflate (as browsers and node's ws do by default)
+    comp = "deflate" if opts.get("offer", opts.get("deflate")) else None
     socks = await open_many(
         int(opts["sockets"]), lambda i: ws_open(opts["url"], token_for(opts, i), compression=comp)
     )

@@ -21,6 +21,7 @@ import uvicorn
 
 from smithers_core.errors import SmithersError
 from smithers_core.http.unix import bind_unix, remove_if_ours
+from smithers_core.http.websocket_protocol import ws_protocol
 
 log = logging.getLogger("smithers.http")
 
@@ -136,6 +137,7 @@ async def serve_app(
     bind_host = host or "127.0.0.1"
     sock = _bind_socket(bind_host, port, path)
     inode = os.lstat(path).st_ino if path is not None else 0  # the socket file we own
+    config.setdefault("ws", ws_protocol())  # lighter idle sockets, cheap deflate
     cfg = uvicorn.Config(
         app,
         proxy_headers=False,
