@@ -250,6 +250,7 @@ class RunDriver:
             backoff_cap_ms=self.host.options.backoff_cap_ms,
         )
         step.done = walker.walk_plan()
+        self.host.wait_models.remember(self.run_id, step.wait_models)
         if step.fatal:
             # Q17: start nothing new (no attempt rows, requests, waits or timers either);
             # in-flight siblings finish, then the run fails.

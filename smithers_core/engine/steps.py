@@ -62,6 +62,8 @@ class Step:
     fatal: list[Key] = field(default_factory=list)
     waiting: set[str] = field(default_factory=set)
     done: bool = False
+    # the signal waits left waiting: (node_id, iteration) -> (tree position, output model)
+    wait_models: dict[Key, tuple[int, type[BaseModel] | None]] = field(default_factory=dict)
 
     def wake(self, at: int) -> None:
         """Look again at ``at`` (ms) at the latest."""
