@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 from typing import Any
 
 import anyio
@@ -211,8 +210,10 @@ class RunDriver:
         return st
 
     async def _sleep(self, wake_at: int | None) -> None:
-        timeout = math.inf if wake_at is None else max(0.0, (wake_at - now_ms()) / 1000)
-        with anyio.move_on_after(timeout):
+        if wake_at is None:  # the common case: no cancel scope to enter and leave
+            await self._wake.wait()
+            return
+        with anyio.move_on_after(max(0.0, (wake_at - now_ms()) / 1000)):
             await self._wake.wait()
 
     # -- planning -------------------------------------------------------------------------

@@ -241,7 +241,7 @@ class Engine:
 
         A terminal run executes nothing; a run another live process owns is left alone.
         """
-        row = await self.store.aread(lambda c: runs.run_row(c, run_id))
+        row = self.store.read(lambda c: runs.run_row(c, run_id))  # a point read, inline (D13)
         if row is None:
             raise SmithersError("RUN_NOT_FOUND", f"Run not found: {run_id}", {"runId": run_id})
         if row["status"] in TERMINAL_RUN:
