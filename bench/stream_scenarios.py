@@ -221,8 +221,8 @@ def fanout(quick: bool) -> dict[str, Any]:
             sig_p50,
             None,
             unit="ms",
-            target="< 30 ms (upstream 94)",
-            met=sig_p50 < 30,
+            target="< 20 ms (upstream 94)",
+            met=sig_p50 < 20,
         ),
     ]
     rows[2]["p50"] = (med("p50", "sutPaced"), med("p50", "basePaced"))
