@@ -367,6 +367,8 @@ async def throughput(opts: dict[str, Any]) -> None:
     pending_res: dict[str, asyncio.Future[Any]] = {}
     done_at: dict[str, float] = {}
     waiters: dict[str, asyncio.Future[float]] = {}
+    seen: dict[str, dict[str, float]] = {}
+    launched: dict[str, tuple[float, float]] = {}  # run id -> (launch sent, reply received)
 
     async def pump() -> None:
         async for raw in ws:
@@ -376,8 +378,14 @@ async def throughput(opts: dict[str, Any]) -> None:
                 fut = pending_res.pop(frame.get("id"), None)
                 if fut is not None and not fut.done():
                     fut.set_result(frame)
-            elif frame.get("event") == "run.completed":
+            elif frame.get("type") == "event" and isinstance(frame.get("payload"), dict):
                 rid = frame["payload"].get("runId")
+                if rid is None:
+                    continue
+                # each event name's first receipt per run: the latency breakdown
+                seen.setdefault(rid, {}).setdefault(str(frame.get("event")), now)
+                if frame.get("event") != "run.completed":
+                    continue
                 done_at[rid] = now
                 w = waiters.pop(rid, None)
                 if w is not None and not w.done():
@@ -408,6 +416,7 @@ async def throughput(opts: dict[str, Any]) -> None:
                 errors[0] += 1
                 continue
             run_id = res["payload"]["runId"]
+            launched[run_id] = (t0, time.monotonic())
             if run_id in done_at:
                 t1 = done_at[run_id]
             else:
@@ -424,7 +433,24 @@ async def throughput(opts: dict[str, Any]) -> None:
     hist: Counter[int] = Counter()
     for v in lat:
         hist_add(hist, v)
-    emit("RESULT", {"completed": len(lat), "elapsed": elapsed, "errors": errors[0], "hist": hist})
+    phases: dict[str, list[float]] = {"launchRun reply": []}
+    for rid, (sent, replied) in launched.items():
+        phases["launchRun reply"].append((replied - sent) * 1000)
+        for name, at in seen.get(rid, {}).items():
+            phases.setdefault(name, []).append((at - sent) * 1000)
+    breakdown = {
+        name: {"p50": sorted(v)[len(v) // 2], "n": len(v)} for name, v in phases.items() if v
+    }
+    emit(
+        "RESULT",
+        {
+            "completed": len(lat),
+            "elapsed": elapsed,
+            "errors": errors[0],
+            "hist": hist,
+            "breakdown": breakdown,
+        },
+    )
     await ws.close()
 
 

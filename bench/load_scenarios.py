@@ -71,17 +71,89 @@ def throughput(quick: bool) -> dict[str, Any]:
         ),
     ]
     rows[-1]["p99"] = (median([hist_pct(h, 0.99) for h in hists]), None)
+    # where a run's time goes, seen by the client: launch sent -> each event's first receipt
+    names: dict[str, list[float]] = {}
+    for r in results:
+        for name, b in (r.get("breakdown") or {}).items():
+            names.setdefault(name, []).append(b["p50"])
+    for name, p50s in sorted(names.items(), key=lambda kv: median(kv[1])):
+        rows.append(row(f"  launch -> {name} p50 ms", median(p50s), None, unit="ms", higher=False))
+    # CPU of the gateway process per run (all its threads): survives a busy machine
+    per_run = [
+        sum(v for k, v in c.items() if not k.startswith("bench-")) * 1000 / r["completed"]
+        for c, r in zip(cpu, results, strict=True)
+        if r["completed"]
+    ]
+    main_per_run = [
+        c.get("MainThread", 0) * 1000 / r["completed"]
+        for c, r in zip(cpu, results, strict=True)
+        if r["completed"]
+    ]
+    rows.append(
+        row(
+            "Gateway CPU ms per run (all threads / event loop)",
+            median(per_run),
+            None,
+            unit="ms",
+            higher=False,
+            target="reported",
+        )
+    )
+    rows[-1]["p99"] = (median(main_per_run), None)
+    engine = {c: _engine_breakdown(n if c > 1 else n // 5, c) for c in (1, 32)}
+    rows.append(
+        row(
+            "Engine only, no sockets: runs/s (32 in flight)",
+            engine[32]["runsPerS"],
+            None,
+            unit="runs/s",
+            target="reported",
+        )
+    )
+    rows.append(
+        row(
+            "Engine only: CPU ms per run (process / event loop)",
+            engine[32]["cpuMsPerRun"],
+            None,
+            unit="ms",
+            higher=False,
+            target="reported",
+        )
+    )
+    rows[-1]["p99"] = (engine[32]["loopCpuMsPerRun"], None)
+    one, many = engine[1]["phasesP50Ms"], engine[32]["phasesP50Ms"]
+    for name in sorted(one, key=one.__getitem__):
+        rows.append(
+            row(
+                f"  engine: launch -> {name} p50 ms (1 / 32 in flight)",
+                one[name],
+                None,
+                unit="ms",
+                higher=False,
+            )
+        )
+        rows[-1]["p99"] = (many.get(name, float("nan")), None)
     return {
         "rows": rows,
         "details": {
             "runs": results,
             "threadCpuS": cpu,
+            "engineBreakdown": engine,
             "profile": str(prof_path),
             "profiledRunsPerS": prof_res["completed"] / prof_res["elapsed"],
             "profileText": prof_path.read_text() if prof_path.exists() else None,
             "threadSamples": samples_path.read_text() if samples_path.exists() else None,
         },
     }
+
+
+def _engine_breakdown(runs: int, concurrency: int) -> dict[str, Any]:
+    """One ``bench.engine_breakdown`` pass: an Engine alone, phases stamped at commit."""
+    c = Child("bench.engine_breakdown", "runs", {"runs": runs, "concurrency": concurrency})
+    try:
+        return c.expect("RESULT", 600)  # type: ignore[no-any-return]
+    finally:
+        c.close()
 
 
 # --------------------------------------------------------------------------- 5. idle cost

@@ -222,6 +222,7 @@ class RunService:
             data,
             workflow=workflow or (driver.workflow if driver is not None else None),
             resolver=self.engine.resolver,
+            known=self.engine.wait_models,
         )
 
         def change(tx: Tx) -> dict[str, Any]:

@@ -100,17 +100,11 @@ class Attempts:
         try:
             with infl.scope:
                 try:
-                    timeout = leaf.timeout_ms / 1000 if leaf.timeout_ms else None
-                    with anyio.fail_after(timeout):
-                        result: dict[str, Any] = {}
-                        async with anyio.create_task_group() as inner:
-                            if leaf.heartbeat_timeout_ms:
-                                inner.start_soon(self._watchdog, leaf, infl, hb, inner, timed_out)
-                            try:
-                                result["value"] = await call_task(leaf, infl.tctx, spec.deps)
-                            except Exception as exc:  # raised here, it would become a group
-                                result["error"] = exc
-                            inner.cancel_scope.cancel()
+                    if leaf.timeout_ms:
+                        with anyio.fail_after(leaf.timeout_ms / 1000):
+                            result = await self._call(leaf, spec, infl, hb, timed_out)
+                    else:  # no deadline: no cancel scope to enter and leave
+                        result = await self._call(leaf, spec, infl, hb, timed_out)
                     if timed_out["heartbeat"]:
                         raise SmithersError(
                             "TASK_HEARTBEAT_TIMEOUT",
@@ -138,6 +132,32 @@ class Attempts:
             self.inflight.pop(infl.key, None)
             self.settled += 1
             self.on_settled()
+
+    async def _call(
+        self,
+        leaf: Task,
+        spec: StartSpec,
+        infl: Inflight,
+        hb: HeartbeatSink,
+        timed_out: dict[str, bool],
+    ) -> dict[str, Any]:
+        """The task's ``value`` or ``error``; with a heartbeat timeout, under its watchdog
+        (a task group only then: it costs a task and two cancel scopes per attempt)."""
+        result: dict[str, Any] = {}
+        if not leaf.heartbeat_timeout_ms:
+            try:
+                result["value"] = await call_task(leaf, infl.tctx, spec.deps)
+            except Exception as exc:
+                result["error"] = exc
+            return result
+        async with anyio.create_task_group() as inner:
+            inner.start_soon(self._watchdog, leaf, infl, hb, inner, timed_out)
+            try:
+                result["value"] = await call_task(leaf, infl.tctx, spec.deps)
+            except Exception as exc:  # raised here, it would become a group
+                result["error"] = exc
+            inner.cancel_scope.cancel()
+        return result
 
     async def _watchdog(
         self,

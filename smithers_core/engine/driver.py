@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 from typing import Any
 
 import anyio
@@ -24,7 +23,7 @@ from smithers_core import jsonutil
 from smithers_core.clock import now_ms
 from smithers_core.engine.attempts import Attempts
 from smithers_core.engine.host import RunHost
-from smithers_core.engine.mounts import mount_changes
+from smithers_core.engine.mounts import mount_changes, pending_mounts
 from smithers_core.engine.render import Key, render
 from smithers_core.engine.steps import Step, apply_all
 from smithers_core.engine.transitions import error_dict
@@ -166,7 +165,7 @@ class RunDriver:
                 assert self._tg is not None
                 for spec in starts:
                     self.attempts.launch(self._tg, spec)
-                if starts and len(step.changes) == len(starts):
+                if starts and len(step.changes) - step.mounted == len(starts):
                     # only task starts were written: nothing else can change until a task
                     # settles or something external arrives, so wait instead of re-reading
                     await self._sleep(step.wake_at)
@@ -211,8 +210,10 @@ class RunDriver:
         return st
 
     async def _sleep(self, wake_at: int | None) -> None:
-        timeout = math.inf if wake_at is None else max(0.0, (wake_at - now_ms()) / 1000)
-        with anyio.move_on_after(timeout):
+        if wake_at is None:  # the common case: no cancel scope to enter and leave
+            await self._wake.wait()
+            return
+        with anyio.move_on_after(max(0.0, (wake_at - now_ms()) / 1000)):
             await self._wake.wait()
 
     # -- planning -------------------------------------------------------------------------
@@ -233,9 +234,17 @@ class RunDriver:
         for key, infl in list(inflight.items()):
             if key not in plan.leaves and infl.reason is None:
                 infl.cancel("unmounted")
-        step.changes = mount_changes(plan, st, run_id=self.run_id, workflow_name=self.workflow.name)
-        if step.changes:
-            return step  # commit mounts and the frame first, then schedule (upstream order)
+        mounted = mount_changes(plan, st, run_id=self.run_id, workflow_name=self.workflow.name)
+        if mounted:
+            new = pending_mounts(plan, st)
+            if new is None:
+                step.changes = mounted
+                return step  # commit mounts and the frame first, then schedule (upstream order)
+            # Only new pending nodes (and the frame): the walk sees them pending in memory,
+            # and its decisions commit after the mounts, in the same transaction (same
+            # event order, one state read, render and commit fewer per run).
+            for key in new:
+                st.nodes[key] = {"state": "pending"}
         walker = Walker(
             plan,
             st,
@@ -250,11 +259,15 @@ class RunDriver:
             backoff_cap_ms=self.host.options.backoff_cap_ms,
         )
         step.done = walker.walk_plan()
+        self.host.wait_models.remember(self.run_id, step.wait_models)
         if step.fatal:
             # Q17: start nothing new (no attempt rows, requests, waits or timers either);
             # in-flight siblings finish, then the run fails.
             step.starts.clear()
             step.changes.clear()
+        if mounted:
+            step.mounted = len(mounted)
+            step.changes[:0] = mounted
         return step
 
     # -- run outcomes ---------------------------------------------------------------------

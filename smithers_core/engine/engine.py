@@ -28,6 +28,7 @@ from smithers_core.engine.driver import RunDriver
 from smithers_core.engine.host import SettledRun
 from smithers_core.engine.options import EngineOptions
 from smithers_core.engine.transitions import TERMINAL_RUN, WAITING_RUN, get_run_row
+from smithers_core.engine.wait_models import WaitModels
 from smithers_core.errors import SmithersError
 from smithers_core.ids import check_run_id
 from smithers_core.store import nodes, runs
@@ -101,6 +102,7 @@ class Engine:
         self.unconfined_tools = unconfined_tools
         self.owner_id = make_owner_id()
         self.active: dict[str, RunDriver] = {}
+        self.wait_models = WaitModels()
         self._tg: anyio.abc.TaskGroup | None = None
         self._stack: AsyncExitStack | None = None
         self._closing = False
@@ -146,6 +148,8 @@ class Engine:
         if self.active.get(driver.run_id) is driver:
             del self.active[driver.run_id]
         self._inbox.pop(driver.run_id, None)
+        if not (driver.final_status or "").startswith("waiting-"):
+            self.wait_models.forget(driver.run_id)
         for callback in list(self.on_run_settled):
             try:
                 callback(driver.run_id, driver.final_status)
@@ -237,7 +241,7 @@ class Engine:
 
         A terminal run executes nothing; a run another live process owns is left alone.
         """
-        row = await self.store.aread(lambda c: runs.run_row(c, run_id))
+        row = self.store.read(lambda c: runs.run_row(c, run_id))  # a point read, inline (D13)
         if row is None:
             raise SmithersError("RUN_NOT_FOUND", f"Run not found: {run_id}", {"runId": run_id})
         if row["status"] in TERMINAL_RUN:

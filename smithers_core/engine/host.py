@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from smithers_core.engine.options import EngineOptions
+from smithers_core.engine.wait_models import WaitModels
 from smithers_core.store.sqlite import SqliteStore
 
 
@@ -26,7 +27,8 @@ class SettledRun(Protocol):
 
 class RunHost(Protocol):
     """The store, the owner id the driver writes under, the engine options, the root dir
-    tasks run in, and the callback a driver calls once when it stops."""
+    tasks run in, the signal waits' models, and the callback a driver calls once when it
+    stops."""
 
     @property
     def store(self) -> SqliteStore:
@@ -47,6 +49,10 @@ class RunHost(Protocol):
     @property
     def unconfined_tools(self) -> bool:
         """The operator let tools run without filesystem confinement where it is unavailable."""
+
+    @property
+    def wait_models(self) -> WaitModels:
+        """Where each walk leaves the output models of its run's signal waits."""
 
     def run_settled(self, driver: SettledRun) -> None:
         """``driver`` stopped (parked, finished, failed, cancelled, suspended or lost)."""

@@ -2,7 +2,9 @@
 it, and a new frame when the tree changed.
 
 The driver commits these first, in this order and before anything is scheduled (upstream's
-order), so a cycle's walk always sees every mounted node and the current frame.
+order), so a cycle's walk always sees every mounted node and the current frame. When they only
+mount pending nodes (:func:`pending_mounts`), the same cycle's walk follows them in the same
+transaction.
 """
 
 from __future__ import annotations
@@ -41,6 +43,21 @@ def mount_changes(
     if plan.frame_hash != st.last_frame_hash:
         changes.append(commit_frame(run_id, workflow_name, plan))
     return changes
+
+
+def pending_mounts(plan: RenderPlan, st: RunState) -> list[Key] | None:
+    """The keys :func:`mount_changes` mounts when all it does is mount ``pending`` nodes (and
+    commit the frame): nothing unmounted, no new loop, no skipped task. None otherwise."""
+    if any(k not in plan.leaves and n["state"] in WAITING_NODE for k, n in st.nodes.items()):
+        return None
+    if any(loop_id not in st.loops for loop_id in plan.loops):
+        return None
+    new = [key for key, p in plan.leaves.items() if key not in st.nodes]
+    for key in new:
+        leaf = plan.leaves[key].leaf
+        if isinstance(leaf, Task) and leaf.skip_if:
+            return None
+    return new
 
 
 def unmount_waiting(run_id: str, gone: list[Key]) -> Change:

@@ -7,7 +7,8 @@ once. The wait is found as the driver would find it: the run's ``waiting-event``
 the signal's name and correlation id, the oldest first (then the lower tree position), and its
 model from one render of the run's workflow over the stored state. When no such wait exists,
 or the workflow cannot be loaded or rendered, nothing is checked here and the signal is
-buffered as before (validated at consumption).
+buffered as before (validated at consumption). The render is the fallback: a wait this
+process parked is found in :class:`~smithers_core.engine.wait_models.WaitModels`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pydantic import BaseModel, ValidationError
 
 from smithers_core import jsonutil
 from smithers_core.engine.render import render
+from smithers_core.engine.wait_models import WaitModels
 from smithers_core.errors import SmithersError, validation_issues
 from smithers_core.store import nodes, runs
 from smithers_core.store.snapshot import RunState, load_run_state
@@ -90,12 +92,21 @@ async def check_signal_payload(
     *,
     workflow: Workflow | None = None,
     resolver: Resolver | None = None,
+    known: WaitModels | None = None,
 ) -> None:
     """Raise ``INVALID_INPUT`` (details ``{issues, nodeId, iteration, signalName}``) when the
-    run waits for this signal with an output model the payload does not fit."""
+    run waits for this signal with an output model the payload does not fit. ``known`` holds
+    the models of the waits this process parked; only a wait missing there costs a render."""
     # an indexed point read, inline (D13); most signals stop here
     waits = store.read(lambda conn: _matching_waits(conn, run_id, name, correlation_id))
     if not waits:
+        return
+    hit = known.lookup(run_id, [w["key"] for w in waits]) if known is not None else None
+    if hit is not None:
+        # the wait whose attempt started first, then the lower tree position (D4)
+        first = min(waits, key=lambda w: (w["startedAtMs"], hit[w["key"]][0]))
+        node_id, iteration = first["key"]
+        _validate(hit[first["key"]][1], payload, node_id, iteration, name)
         return
     st, stored_input = await store.aread(lambda conn: _state_and_input(conn, run_id))
     if st is None:
@@ -113,6 +124,12 @@ async def check_signal_payload(
     if found is None:
         return
     (node_id, iteration), model = found
+    _validate(model, payload, node_id, iteration, name)
+
+
+def _validate(
+    model: type[BaseModel] | None, payload: Any, node_id: str, iteration: int, name: str
+) -> None:
     if model is None:
         return
     try:

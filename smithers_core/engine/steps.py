@@ -62,6 +62,9 @@ class Step:
     fatal: list[Key] = field(default_factory=list)
     waiting: set[str] = field(default_factory=set)
     done: bool = False
+    mounted: int = 0  # how many of ``changes`` (the first ones) mount nodes and the frame
+    # the signal waits left waiting: (node_id, iteration) -> (tree position, output model)
+    wait_models: dict[Key, tuple[int, type[BaseModel] | None]] = field(default_factory=dict)
 
     def wake(self, at: int) -> None:
         """Look again at ``at`` (ms) at the latest."""

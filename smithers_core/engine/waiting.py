@@ -227,6 +227,7 @@ class WaitingLeaves:
                 nodes.set_node(tx, run_id, key[0], key[1], "waiting-event", last_attempt=number)
 
             self.step.changes.append(start)
+            self.step.wait_models[key] = (p.ordinal, leaf.output)
             return
         wait_meta: dict[str, Any] = attempt["meta"].get("waitForEvent") or {}
         started_at = int(wait_meta.get("startedAtMs") or attempt["started_at_ms"])
@@ -274,6 +275,7 @@ class WaitingLeaves:
                 return
             self.step.wake(due)
         self.step.waiting.add("event")
+        self.step.wait_models[key] = (p.ordinal, model)
 
     def reject_signal(self, sig: dict[str, Any], exc: ValidationError) -> None:
         """Refuse a matching signal whose payload does not fit the wait's model."""
