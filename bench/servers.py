@@ -528,10 +528,12 @@ KINDS = {
 
 
 def main() -> None:
+    from smithers_core.http import loop as serving_loop
+
     raise_nofile()
     kind, opts = sys.argv[1], json.loads(sys.argv[2] if len(sys.argv) > 2 else "{}")
     try:
-        asyncio.run(KINDS[kind](opts))
+        serving_loop.run(KINDS[kind], opts)  # uvloop, like the CLI hosts
     except Exception as exc:
         emit("ERROR", f"{kind}: {type(exc).__name__}: {exc}")
         raise

@@ -1,0 +1,121 @@
+"""The HTTP parser choice (httptools by default, h11 selectable) with the D9 timeouts on both,
+and the serving loop (uvloop when installed)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from smithers_core.errors import SmithersError
+from smithers_core.http import loop as serving_loop
+from smithers_core.http.timeouts import http_impl
+from tests.fixtures.server.helpers import server
+from tests.gateway_helpers import OP_TOKEN, TOKENS, make_gateway, ws_client
+from tests.test_http_limits import trickle
+
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(15)]
+
+IMPLS = ["httptools", "h11"]
+
+
+async def _read_all(port: int, head: bytes) -> bytes:
+    stream = await anyio.connect_tcp("127.0.0.1", port)
+    data = b""
+    async with stream:
+        await stream.send(head)
+        with anyio.fail_after(5):
+            try:
+                while True:
+                    data += await stream.receive()
+            except (anyio.EndOfStream, anyio.BrokenResourceError):
+                pass
+    return data
+
+
+def test_the_default_parser_is_httptools_and_the_environment_picks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("SMITHERS_HTTP", raising=False)
+    assert http_impl() == "httptools"
+    monkeypatch.setenv("SMITHERS_HTTP", "h11")
+    assert http_impl() == "h11"
+    assert http_impl("httptools") == "httptools"  # an explicit option wins
+    with pytest.raises(SmithersError) as err:
+        http_impl("hyper")
+    assert err.value.code == "INVALID_INPUT"
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+async def test_gateway_headers_and_body_timeouts_answer_408(tmp_path: Path, impl: str) -> None:
+    gw = make_gateway(tmp_path, tokens=TOKENS, headers_timeout=200, request_timeout=400, http=impl)
+    bound = await gw.listen(port=0)
+    try:
+        assert impl in bound.server.config.http_protocol_class.__name__.lower()
+        port = bound.port or 0
+        began = time.monotonic()
+        data = await _read_all(port, b"POST /rpc HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        assert data.startswith(b"HTTP/1.1 408 Request Timeout\r\n")
+        assert b'"REQUEST_TIMEOUT"' in data and 0.15 <= time.monotonic() - began < 2
+        head = (
+            b"POST /rpc HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 50\r\n"
+            b"Authorization: Bearer " + OP_TOKEN.encode() + b"\r\n\r\n{"
+        )
+        began = time.monotonic()
+        data = await _read_all(port, head)  # headers complete, body never is
+        assert data.startswith(b"HTTP/1.1 408 ")
+        assert 0.35 <= time.monotonic() - began < 2
+    finally:
+        await gw.close()
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+async def test_gateway_websocket_outlives_both_timeouts(tmp_path: Path, impl: str) -> None:
+    gw = make_gateway(tmp_path, tokens=TOKENS, headers_timeout=150, request_timeout=200, http=impl)
+    await gw.listen(port=0)
+    try:
+        async with ws_client(gw) as ws:
+            await ws.connect(OP_TOKEN)
+            await anyio.sleep(0.5)  # well past both limits: time passing is what is tested
+            reply = await ws.request("health", {})
+            assert reply["ok"] is True
+    finally:
+        await gw.close()
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+async def test_server_slow_headers_408_on_each_parser(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, impl: str
+) -> None:
+    monkeypatch.setenv("SMITHERS_HTTP", impl)
+    async with server(tmp_path, headers_timeout=300, request_timeout=5000) as s:
+        pieces = [b"GET /v1/runs HTTP/1.1\r\n"] + [b"X-Slow: 1\r\n"] * 40
+        out, elapsed = await anyio.to_thread.run_sync(trickle, s.running.port, pieces, 0.05)
+        assert out.startswith(b"HTTP/1.1 408 Request Timeout\r\n")
+        assert 0.25 <= elapsed < 1.5
+        r = await s.client.get("/health")  # and prompt requests are served
+        assert r.status_code == 200
+
+
+def _loop_module(monkeypatch: pytest.MonkeyPatch, value: str | None) -> str:
+    if value is None:
+        monkeypatch.delenv("SMITHERS_LOOP", raising=False)
+    else:
+        monkeypatch.setenv("SMITHERS_LOOP", value)
+
+    async def which() -> Any:
+        return type(asyncio.get_running_loop()).__module__
+
+    return str(serving_loop.run(which))
+
+
+def test_serving_loop_is_uvloop_unless_asked_for_asyncio(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pytest.importorskip("uvloop")
+    assert _loop_module(monkeypatch, None).startswith("uvloop")
+    assert _loop_module(monkeypatch, "asyncio").startswith("asyncio")
