@@ -119,3 +119,15 @@ def test_serving_loop_is_uvloop_unless_asked_for_asyncio(
     pytest.importorskip("uvloop")
     assert _loop_module(monkeypatch, None).startswith("uvloop")
     assert _loop_module(monkeypatch, "asyncio").startswith("asyncio")
+
+
+def test_config_selects_h11_and_rejects_other_parsers(tmp_path: Path) -> None:
+    from smithers_core.cli.gateway import build_gateway
+    from smithers_core.config import SmithersConfig
+
+    config = SmithersConfig(gateway={"http": "h11"}, base_dir=tmp_path)
+    gateway, _listen = build_gateway(config)
+    assert gateway.context.settings.http == "h11"
+    with pytest.raises(SmithersError) as err:
+        make_gateway(tmp_path, tokens=TOKENS, http="hyper")
+    assert err.value.code == "INVALID_INPUT"
