@@ -4,6 +4,7 @@ and the serving loop (uvloop when installed)."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -131,3 +132,53 @@ def test_config_selects_h11_and_rejects_other_parsers(tmp_path: Path) -> None:
     with pytest.raises(SmithersError) as err:
         make_gateway(tmp_path, tokens=TOKENS, http="hyper")
     assert err.value.code == "INVALID_INPUT"
+
+
+SLOW_HEADERS = b"GET /health HTTP/1.1\r\nHost: x\r\n"
+SLOW_BODY = b"POST /v1/runs HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"
+
+
+def _keep_alive_then_slow(port: int, second: bytes) -> tuple[bytes, float]:
+    """A prompt request, 0.2 s idle, then ``second``, which never ends: the 408 time is
+    measured from the second request's first byte."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        first = sock.recv(65536)
+        assert first.startswith(b"HTTP/1.1 200 ")
+        head, _, body = first.partition(b"\r\n\r\n")
+        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        for _ in range(10):  # the body may come in a second write
+            if len(body) >= length:
+                break
+            body += sock.recv(65536)
+        time.sleep(0.2)  # the first request's headers deadline passes during this
+        began = time.monotonic()
+        sock.sendall(second)
+        out = b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            out += chunk
+        return out, time.monotonic() - began
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize(
+    ("second", "limits"), [(SLOW_HEADERS, (300, 5000)), (SLOW_BODY, (5000, 300))]
+)
+async def test_the_deadline_is_the_current_requests_on_a_kept_alive_connection(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    impl: str,
+    second: bytes,
+    limits: tuple[int, int],
+) -> None:
+    """The connection's one timer, armed for the first request, re-arms for the second's own
+    deadline (headers, then body)."""
+    monkeypatch.setenv("SMITHERS_HTTP", impl)
+    async with server(tmp_path, headers_timeout=limits[0], request_timeout=limits[1]) as s:
+        port = s.running.port
+        out, elapsed = await anyio.to_thread.run_sync(_keep_alive_then_slow, port, second)
+        assert out.startswith(b"HTTP/1.1 408 ")
+        assert 0.28 <= elapsed < 1.5  # not the first request's deadline (0.1 s in)

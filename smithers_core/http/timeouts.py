@@ -66,35 +66,57 @@ def http_impl(choice: str | None = None) -> HttpImpl:
 
 
 class TimeoutMixin:
-    """The two timers; the protocol subclasses below say when a request starts and ends."""
+    """The two limits; the protocol subclasses below say when a request starts and ends.
+
+    One timer per connection, not two per request: a request records when it began, and the
+    timer, when it fires, compares that with the limits and either answers 408 or re-arms for
+    the current request's deadline. A keep-alive connection serving many short requests
+    therefore schedules about one timer per ``headers_timeout``, not two per request.
+    """
 
     headers_timeout_s: float | None = None
     request_timeout_s: float | None = None
-    _headers_timer: asyncio.TimerHandle | None = None
-    _request_timer: asyncio.TimerHandle | None = None
+    _timer: asyncio.TimerHandle | None = None
+    _began: float | None = None  # when the current request began; None between requests
+    _headers_done = False
+    _body_done = False
     loop: asyncio.AbstractEventLoop
     transport: asyncio.Transport
     cycle: Any
 
+    def _due(self, began: float) -> float | None:
+        due = None
+        if self.headers_timeout_s is not None and not self._headers_done:
+            due = began + self.headers_timeout_s
+        if self.request_timeout_s is not None and not self._body_done:
+            end = began + self.request_timeout_s
+            due = end if due is None else min(due, end)
+        return due
+
     def _arm(self) -> None:
-        if self._headers_timer is None and self.headers_timeout_s is not None:
-            self._headers_timer = self.loop.call_later(self.headers_timeout_s, self._expired)
-        if self._request_timer is None and self.request_timeout_s is not None:
-            self._request_timer = self.loop.call_later(self.request_timeout_s, self._expired)
+        if self._began is not None:
+            return
+        self._began = began = self.loop.time()
+        self._headers_done = self._body_done = False
+        if self._timer is None:
+            due = self._due(began)
+            if due is not None:
+                self._timer = self.loop.call_at(due, self._check)
 
     def _cancel_headers(self) -> None:
-        if self._headers_timer is not None:
-            self._headers_timer.cancel()
-            self._headers_timer = None
+        self._headers_done = True
 
     def _cancel_request(self) -> None:
-        if self._request_timer is not None:
-            self._request_timer.cancel()
-            self._request_timer = None
+        self._body_done = True
 
     def _cancel_all(self) -> None:
-        self._cancel_headers()
-        self._cancel_request()
+        self._began = None
+
+    def _drop_timer(self) -> None:
+        self._began = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def _handed_over(self) -> bool:
         """True once the connection belongs to a WebSocket protocol (no request to time)."""
@@ -103,12 +125,23 @@ class TimeoutMixin:
 
     def _cancel_if_upgraded(self) -> None:
         if self._handed_over():
-            self._cancel_all()
+            self._drop_timer()
+
+    def _check(self) -> None:
+        self._timer = None
+        began = self._began
+        if began is None or self.transport.is_closing() or self._handed_over():
+            return
+        due = self._due(began)
+        if due is None:
+            return
+        if self.loop.time() + 0.001 < due:  # a later request's deadline: wait for it
+            self._timer = self.loop.call_at(due, self._check)
+            return
+        self._expired()
 
     def _expired(self) -> None:
-        self._cancel_all()
-        if self.transport.is_closing() or self._handed_over():
-            return
+        self._drop_timer()
         cycle = self.cycle
         started = cycle is not None and cycle.response_started and not cycle.response_complete
         if cycle is not None and not cycle.response_complete:
@@ -141,9 +174,7 @@ def _h11_base() -> type[Any]:
             state = self.conn.their_state
             if state is not h11.IDLE:
                 self._cancel_headers()
-            if state in (h11.DONE, h11.MUST_CLOSE, h11.CLOSED) or (
-                state is h11.IDLE and self.cycle is not None and self.cycle.response_complete
-            ):
+            if state in (h11.DONE, h11.MUST_CLOSE, h11.CLOSED):
                 self._cancel_request()
 
         def on_response_complete(self) -> None:
@@ -151,7 +182,7 @@ def _h11_base() -> type[Any]:
             super().on_response_complete()
 
         def connection_lost(self, exc: Exception | None) -> None:
-            self._cancel_all()
+            self._drop_timer()
             super().connection_lost(exc)
 
     return TimeoutH11Protocol
@@ -194,7 +225,7 @@ def _httptools_base() -> type[Any]:
             super().on_response_complete()
 
         def connection_lost(self, exc: Exception | None) -> None:
-            self._cancel_all()
+            self._drop_timer()
             super().connection_lost(exc)
 
     return TimeoutHttpToolsProtocol
