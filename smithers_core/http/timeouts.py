@@ -7,7 +7,7 @@ client gets 408 ``REQUEST_TIMEOUT`` when no response has started, then the conne
 Responses are never limited, so SSE and WebSocket streams are unaffected (a connection handed
 to a WebSocket protocol drops both timers).
 
-The uvicorn internals used (written against 0.54 to 0.55; tests/test_http_limits.py exercises
+The uvicorn internals used (tested on 0.55; tests/test_http_limits.py exercises
 both protocols, so an incompatible uvicorn fails CI): the classes ``HttpToolsProtocol`` and
 ``H11Protocol``, their attributes ``loop``, ``transport``, ``cycle`` (with ``response_started``,
 ``response_complete``, ``disconnected``, ``message_event``) and h11's ``conn``; the hooks
