@@ -553,6 +553,7 @@ KINDS = {
 
 
 def main() -> None:
+
     raise_nofile()
     kind, opts = sys.argv[1], json.loads(sys.argv[2] if len(sys.argv) > 2 else "{}")
     try:

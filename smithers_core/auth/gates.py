@@ -55,10 +55,10 @@ def check_gates(
     insecure: bool = False,
 ) -> str | None:
     """Run the three gates; the failure message, or None when the request may proceed."""
-    trusted = trust_any_host(insecure)
     host = headers.get("host")
     origin = headers.get("origin")
     if not auth_enabled:
+        trusted = trust_any_host(insecure)  # read here only: the environment lookup costs
         if not trusted and host and not is_loopback_host(host_name(host)):
             return "Host is not allowed"
         if origin and origin != "null" and not trusted:

@@ -25,6 +25,7 @@ from smithers_core.cli.options import add_config_option
 from smithers_core.config import SmithersConfig, load_config
 from smithers_core.contributions import CliCommand
 from smithers_core.gateway import Gateway
+from smithers_core.http import loop as serving_loop
 from smithers_core.http.binding import check_port_free
 from smithers_core.plugins import PluginHost, load_plugins
 from smithers_core.workflow.loader import load_workflow
@@ -114,7 +115,7 @@ def run_gateway(args: argparse.Namespace) -> int:
                 await gateway.close()
 
     try:
-        anyio.run(main)
+        serving_loop.run(main)
     except KeyboardInterrupt:
         return 130
     return 0

@@ -10,6 +10,7 @@ from typing import Any
 import anyio
 
 from smithers_core.contributions import CliCommand
+from smithers_core.http import loop as serving_loop
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -84,7 +85,7 @@ def serve(args: argparse.Namespace) -> int:
                 return
 
     try:
-        anyio.run(main)
+        serving_loop.run(main)
     except KeyboardInterrupt:
         return 130
     return 0

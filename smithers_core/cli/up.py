@@ -31,6 +31,7 @@ from smithers_core.cli.options import (
 )
 from smithers_core.contributions import CliCommand
 from smithers_core.errors import SmithersError, sole_error
+from smithers_core.http import loop as serving_loop
 from smithers_core.http.binding import check_port_free
 from smithers_core.runtime import Runtime
 from smithers_core.workflow.definition import Workflow
@@ -318,7 +319,7 @@ def foreground(args: argparse.Namespace) -> int:
     if getattr(args, "detach", False):
         return _detach(args)
     try:
-        return anyio.run(run_up, args)
+        return serving_loop.run(run_up, args)
     except SmithersError as exc:
         print(f"error: {exc.code}: {exc.message}", file=sys.stderr)
         if exc.details and exc.code == "INVALID_INPUT":

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import anyio.abc
 
+from smithers_core import jsonutil
 from smithers_core.auth import AuthRequest, Identity
 from smithers_core.contributions import RouteSpec, RpcCall
 from smithers_core.errors import SmithersError
@@ -73,6 +74,7 @@ class GatewayContext:
         self.streams: RunStreamsPort | None = None
         self.started_at_ms = int(time.time() * 1000)
         self._options: dict[str, Any] | None = None
+        self._health_parts: tuple[Any, str, str] | None = None
         self._runtime: Runtime | None = None
         self._tg: anyio.abc.TaskGroup | None = None
 
@@ -190,6 +192,25 @@ class GatewayContext:
             workflowsTotal=len(self.registry),
         )
         return out
+
+    def health_json(self) -> str:
+        """The ``health`` method's payload as JSON: ``health_payload(include_uptime=True)``,
+        with the parts that only change on start or a new workflow encoded once."""
+        key = (self.started_at_ms, len(self.registry))
+        parts = self._health_parts
+        if parts is None or parts[0] != key:
+            settings = self.settings
+            head = jsonutil.dumps({"protocol": settings.protocol, "features": settings.features})
+            tail = jsonutil.dumps(
+                {
+                    "identity": self.identity_payload(),
+                    "workflowsLoaded": key[1],
+                    "workflowsTotal": key[1],
+                }
+            )
+            parts = self._health_parts = (key, head[:-1] + ',"stateVersion":', "," + tail[1:])
+        uptime = int(time.time() * 1000) - self.started_at_ms
+        return f'{parts[1]}{self.sockets.state_version},"uptimeMs":{uptime}{parts[2]}'
 
 
 __all__ = ["GatewayContext", "RunStreamsPort"]

@@ -36,6 +36,7 @@ from smithers_core.gateway.routing import GatewayApp
 from smithers_core.gateway.run_views import run_config
 from smithers_core.gateway.streams import RunStreams
 from smithers_core.http.binding import BoundServer, serve_app
+from smithers_core.http.timeouts import http_impl
 from smithers_core.loopback import is_loopback_host
 from smithers_core.plugins import PluginHost, load_plugins
 from smithers_core.registrations import Registration, make_registration
@@ -260,6 +261,7 @@ class Gateway:
                         settings.headers_timeout,
                         settings.request_timeout,
                         ctx.sockets.pre_auth.saturated,
+                        http_impl(settings.http),
                     ),
                 )
                 tg.start_soon(self._every, settings.heartbeat_ms, ctx.sockets.tick)

@@ -1,4 +1,5 @@
-"""The gateway's HTTP protocol class: the shared timeout protocol (D9) plus ``TCP_NODELAY``.
+"""The gateway's HTTP protocol class: the shared timeout protocol (D9) on httptools or h11,
+plus ``TCP_NODELAY``.
 
 asyncio only sets ``TCP_NODELAY`` on accepted sockets whose listening socket was created
 with ``proto=IPPROTO_TCP``; without it every response written in two parts (headers, then
@@ -18,15 +19,16 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-from smithers_core.http.timeouts import timeout_protocol
+from smithers_core.http.timeouts import HttpImpl, timeout_protocol
 
 
 def gateway_protocol(
     headers_timeout_ms: int | None,
     request_timeout_ms: int | None,
     refuse_peer: Callable[[str], bool] | None = None,
+    http: HttpImpl = "httptools",
 ) -> type[Any]:
-    base = timeout_protocol(headers_timeout_ms, request_timeout_ms)
+    base = timeout_protocol(headers_timeout_ms, request_timeout_ms, http)
 
     def connection_made(self: Any, transport: Any) -> None:
         sock = transport.get_extra_info("socket")
@@ -41,7 +43,8 @@ def gateway_protocol(
             if isinstance(peer, tuple) and refuse_peer(str(peer[0])):
                 transport.abort()
 
-    return type("GatewayH11Protocol", (base,), {"connection_made": connection_made})
+    name = "GatewayHttpToolsProtocol" if http == "httptools" else "GatewayH11Protocol"
+    return type(name, (base,), {"connection_made": connection_made})
 
 
 __all__ = ["gateway_protocol"]

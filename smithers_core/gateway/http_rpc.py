@@ -21,7 +21,13 @@ from smithers_core.gateway.limits import (
     clip_prompt,
     loads_client,
 )
-from smithers_core.gateway.wire import encode, ok_frame, request_id_of, status_for_code
+from smithers_core.gateway.wire import (
+    encode,
+    ok_frame,
+    ok_text,
+    request_id_of,
+    status_for_code,
+)
 from smithers_core.http.asgi import respond, scope_headers
 from smithers_core.http.body import read_body
 from smithers_core.http.responses import GATEWAY, send_json
@@ -79,9 +85,15 @@ class HttpRpc:
                 frame_id = body["id"]
             method, params = rpc_method(body, path)
             ctx.metrics.call(dispatcher.label(method), "http")
-            call = RpcCall(identity, "http", "http:" + request_id)
-            payload = await dispatcher.call(call, method, params)
-            text = encode(ok_frame(frame_id, payload))
+            inline = dispatcher.inline(method)
+            if inline is not None and not inline.websocket_only:
+                # health, getRun of a cached run, ...: the payload's JSON, no coroutine
+                payload_json = dispatcher.call_inline(identity, inline, method, params)
+                text = ok_text(frame_id, payload_json)
+            else:
+                call = RpcCall(identity, "http", "http:" + request_id)
+                payload = await dispatcher.call(call, method, params)
+                text = encode(ok_frame(frame_id, payload))
         except Exception as exc:
             frame = dispatcher.error_frame(frame_id, exc)
             await send_json(send, status_for_code(frame["error"]["code"]), frame, GATEWAY)

@@ -114,6 +114,8 @@ class GatewayOptions(BaseModel):
     insecure: bool = False
     # the bash tool may run without filesystem confinement where bubblewrap is unavailable
     unconfined_tools: bool = False
+    # HTTP parser: None picks $SMITHERS_HTTP, else httptools (smithers_core.http.timeouts)
+    http: Literal["httptools", "h11"] | None = None
     identity: IdentityOption = Field(default_factory=IdentityOption)
     db: Any = "sqlite:///smithers.db"
     max_outbound_bytes: int = 32 * 1024 * 1024

@@ -30,6 +30,7 @@ from smithers_core.hosts.options import (
     option_ms,
 )
 from smithers_core.hosts.server_app import ServerApp, create_server_app, make_resolver
+from smithers_core.http import loop as serving_loop
 from smithers_core.http.auth import resolve_token
 from smithers_core.http.binding import BoundServer
 from smithers_core.plugins import PluginHost
@@ -186,7 +187,7 @@ def start_server(
 
     def run() -> None:
         try:
-            anyio.run(main)
+            serving_loop.run(main)
         except BaseException as exc:
             box.setdefault("error", exc)
 

@@ -20,6 +20,7 @@ import anyio.abc
 import uvicorn
 
 from smithers_core.errors import SmithersError
+from smithers_core.http.timeouts import http_impl, timeout_protocol
 from smithers_core.http.unix import bind_unix, remove_if_ours
 from smithers_core.http.websocket_protocol import ws_protocol
 
@@ -119,7 +120,8 @@ async def serve_app(
     ws_per_message_deflate: bool = False,
     ws_max_size: int = 16 * 1024 * 1024,
     timeout_keep_alive: int = 5,
-    http_protocol: Any = "auto",
+    http_protocol: Any = None,
+    http: str | None = None,
     lifespan: Literal["auto", "on", "off"] = "on",
     headers_timeout_ms: int | None = None,
     request_timeout_ms: int | None = None,
@@ -127,13 +129,17 @@ async def serve_app(
 ) -> BoundServer:
     """Start ``app`` on uvicorn in ``tg``; returns once the socket is bound and serving.
 
-    ``headers_timeout_ms`` / ``request_timeout_ms`` (D9) switch to the h11 protocol subclass of
+    ``http`` picks the parser (``httptools`` by default, ``h11``, or ``$SMITHERS_HTTP``; see
+    :func:`~smithers_core.http.timeouts.http_impl`) unless ``http_protocol`` gives a protocol
+    class. ``headers_timeout_ms`` / ``request_timeout_ms`` (D9) use that parser's subclass in
     :mod:`smithers_core.http.timeouts`, which answers 408 ``REQUEST_TIMEOUT`` and closes.
     """
-    if headers_timeout_ms or request_timeout_ms:
-        from smithers_core.http.timeouts import timeout_protocol
-
-        http_protocol = timeout_protocol(headers_timeout_ms, request_timeout_ms)
+    if http_protocol is None:
+        impl = http_impl(http)
+        if headers_timeout_ms or request_timeout_ms:
+            http_protocol = timeout_protocol(headers_timeout_ms, request_timeout_ms, impl)
+        else:
+            http_protocol = impl
     bind_host = host or "127.0.0.1"
     sock = _bind_socket(bind_host, port, path)
     inode = os.lstat(path).st_ino if path is not None else 0  # the socket file we own

@@ -13,7 +13,7 @@ from smithers_core.scopes import METHOD_SCOPES
 
 def methods(ctx: GatewayContext) -> list[RpcMethod]:
     def health_json(params: dict[str, Any]) -> str:
-        return jsonutil.dumps(ctx.health_payload(include_uptime=True))
+        return ctx.health_json()
 
     async def health(call: RpcCall, params: dict[str, Any]) -> Any:
         return ctx.health_payload(include_uptime=True)
