@@ -224,6 +224,7 @@ async def gateway(opts: dict[str, Any]) -> None:
         max_run_streams_per_connection=8,
         max_run_streams_per_run=caps,
         run_stream_queue_limit=int(opts.get("queue_limit", 1000)),
+        max_outbound_bytes_total=int(opts.get("outbound_total", 128 * 1024 * 1024)),
         ws_per_message_deflate=bool(opts.get("deflate", False)),
     )
     for wf in (wfs.one, wfs.logger, wfs.sig):

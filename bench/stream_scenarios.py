@@ -137,8 +137,19 @@ def fanout(quick: bool) -> dict[str, Any]:
     rate, n_paced = 100, (150 if quick else 500)
     toks = tokens(40)
     queue_limit = 16_384  # a burst of 10,000 events must not trip the slow-consumer cut-off
+    # nor the gateway-wide outbound budget: 100 subscribers x 10,000 frames of about 300 bytes
+    # can queue about 300 MB while the clients, on the same two cores, catch up; the default
+    # 128 MiB would close the slowest readers (1013), which is what it is for
+    outbound_total = 1024 * 1024 * 1024
     gw, ready = start(
-        "gateway", {"tokens": 40, "stream_caps": caps, "queue_limit": queue_limit, "seed": False}
+        "gateway",
+        {
+            "tokens": 40,
+            "stream_caps": caps,
+            "queue_limit": queue_limit,
+            "outbound_total": outbound_total,
+            "seed": False,
+        },
     )
     base, bready = start("bare_ws", {"hello": {"protocol": 1}})
     keys = ("sut", "base", "sutPaced", "basePaced", "sut1000", "base1000")
