@@ -42,6 +42,16 @@ def deflate_factory() -> Any:
     )
 
 
+def _park(owner: Inbox | Flag) -> tuple[asyncio.Future[None], list[asyncio.Future[None]]]:
+    """A new future in ``owner``'s waiter list (the list is created by its first waiter)."""
+    waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    waiters = owner._waiters
+    if waiters is None:
+        waiters = owner._waiters = []
+    waiters.append(waiter)
+    return waiter, waiters
+
+
 class Inbox:
     """The part of ``asyncio.Queue`` uvicorn uses, with nothing allocated while empty."""
 
@@ -65,11 +75,7 @@ class Inbox:
 
     async def get(self) -> Any:
         while not self._items:
-            waiter = asyncio.get_running_loop().create_future()
-            waiters = self._waiters
-            if waiters is None:
-                waiters = self._waiters = []
-            waiters.append(waiter)
+            waiter, waiters = _park(self)
             try:
                 await waiter
             except BaseException:
@@ -115,11 +121,7 @@ class Flag:
     async def wait(self) -> bool:
         if self._value:
             return True
-        waiter = asyncio.get_running_loop().create_future()
-        waiters = self._waiters
-        if waiters is None:
-            waiters = self._waiters = []
-        waiters.append(waiter)
+        waiter, waiters = _park(self)
         try:
             await waiter
         finally:
