@@ -96,8 +96,10 @@ def test_missing_auth_plugin_names_the_distribution(tmp_path: Path) -> None:
 
 
 def test_unsupported_schedule_fails_startup(tmp_path: Path) -> None:
+    """With the scheduling plugin disabled in config, ``schedule`` fails startup (D3)."""
     shutil.copy(REPO_ROOT / "examples" / "deploy.py", tmp_path / "deploy.py")
     (tmp_path / "smithers.toml").write_text(
+        '[plugins]\ndisable = ["smithers_cron"]\n\n'
         '[[workflows]]\nkey = "deploy"\npath = "deploy.py"\nschedule = "0 8 * * 1-5"\n'
     )
     result = run(

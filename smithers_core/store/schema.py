@@ -164,6 +164,10 @@ MIGRATIONS: list[str] = [
     ALTER TABLE _smithers_runs ADD COLUMN cancel_request_client_identity TEXT;
     ALTER TABLE _smithers_runs ADD COLUMN cancel_request_client_pid INTEGER;
     """,
+    # version 3: a cron row's IANA time zone (beyond upstream; NULL is UTC)
+    """
+    ALTER TABLE _smithers_cron ADD COLUMN timezone TEXT;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
