@@ -444,3 +444,15 @@ async def test_cli_against_a_store_and_a_gateway(tmp_path: Path) -> None:
             assert r.returncode == 2 and "FORBIDDEN" in r.stderr
 
         await anyio.to_thread.run_sync(gateway_side)
+
+
+async def test_cron_run_over_websocket_subscribes_the_caller(tmp_path: Path) -> None:
+    """A filtered socket that triggers a run follows it (auto-subscribe, reference 4.5)."""
+    gw = cron_gateway(tmp_path)
+    async with running(gw), ws_client(gw) as ws:
+        await ws.connect(subscribe=["some-other-run"])
+        res = await ws.request("cron.trigger", {"workflow": "deploy"})
+        assert res["ok"] is True, res
+        run_id = res["payload"]["runId"]
+        done = await ws.event("run.completed", timeout=10, runId=run_id)
+        assert done["payload"]["status"] == "finished"

@@ -30,10 +30,15 @@ def with_workflow(row: dict[str, Any]) -> dict[str, Any]:
 
 
 async def launch(
-    host: HostContext, key: str, reg: Registration, auth: RunAuth, run_input: Any = None
+    host: HostContext,
+    key: str,
+    reg: Registration,
+    auth: RunAuth,
+    run_input: Any = None,
+    run_id: str | None = None,
 ) -> str:
     """Start a run of ``reg`` as ``auth``; returns its id."""
-    run_id = str(uuid.uuid4())
+    run_id = run_id or str(uuid.uuid4())
     config = {
         "gatewayWorkflowKey": key,
         "gatewayTriggeredBy": auth.triggered_by,

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr
 from smithers_core.contributions import HostContext, RpcCall, RpcMethod
 from smithers_core.errors import SmithersError
 from smithers_core.gateway.limits import validate_rpc_input
-from smithers_core.gateway.params import parse
+from smithers_core.gateway.params import auto_subscribe, parse
 from smithers_core.ids import clip
 from smithers_core.registrations import Registration
 from smithers_core.store import crons
@@ -140,9 +140,10 @@ class CronMethods:
             cron_id = row["cronId"]
             next_ms = next_fire_ms(row["pattern"], now, row["timezone"])
             await self.host.store.write(lambda tx: crons.cron_fired(tx, cron_id, now, next_ms))
-        run_id = await launch(
-            self.host, key, reg, RunAuth.for_trigger("rpc", call.identity), run_input
-        )
+        run_id = str(uuid.uuid4())
+        auto_subscribe(call, run_id)  # the caller follows the run it started (reference 4.5)
+        auth = RunAuth.for_trigger("rpc", call.identity)
+        await launch(self.host, key, reg, auth, run_input, run_id)
         if row is not None:
             self.host.broadcast(
                 "cron.triggered", {"cronId": row["cronId"], "workflow": key, "runId": run_id}
