@@ -41,6 +41,9 @@ GRANTS = {
 }
 
 
+NO_CRON = {"SMITHERS_DISABLE_PLUGINS": "smithers_cron"}
+
+
 @pytest.fixture(scope="module")
 def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """``pip install`` the test plugin into a folder put on ``sys.path`` for this module."""
@@ -59,7 +62,8 @@ def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 def make(tmp_path: Path, **options: Any) -> Gateway:
-    plugins = load_plugins(environ={"SMITHERS_PLUGINS": "smithers_test_plugin"})
+    # the test plugin stands in for a third-party cron: the real one (smithers_cron) is off
+    plugins = load_plugins(environ={"SMITHERS_PLUGINS": "smithers_test_plugin", **NO_CRON})
     gw = Gateway(
         plugins=plugins,
         base_dir=tmp_path,
@@ -136,7 +140,7 @@ async def test_two_providers_of_one_method_name_fail_startup(
         def smithers_rpc_methods(self, host: Any) -> list[RpcMethod]:
             return [RpcMethod("listCrons", other, "cron:read", aliases=("cron.list",))]
 
-    plugins = load_plugins(environ={}, extra=[("rival_cron", Rival())])
+    plugins = load_plugins(environ=dict(NO_CRON), extra=[("rival_cron", Rival())])
     with pytest.raises(SmithersError) as err:
         Gateway(plugins=plugins, base_dir=tmp_path, db="sqlite:///gw.db")
     assert err.value.code == "PLUGIN_CONFLICT"
