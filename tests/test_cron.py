@@ -355,6 +355,7 @@ async def test_cron_rpcs_and_aliases(tmp_path: Path) -> None:
             "input must be an object",
         ),
         ("cronList", {"filter": {"workflow": 3}}, 400, "INVALID_REQUEST", "workflow"),
+        ("cronList", {"filter": "zz"}, 400, "INVALID_REQUEST", "filter must be an object"),
     ],
 )
 async def test_cron_rpc_errors(
@@ -418,6 +419,8 @@ async def test_cli_against_a_store_and_a_gateway(tmp_path: Path) -> None:
             assert json.loads(r.stdout)["timezone"] == NY
             r = _cli("list", "--db", db, cwd=tmp_path)
             assert [x["cronId"] for x in json.loads(r.stdout)] == ["cli"]
+            r = _cli("trigger", "cli", "--input", "{}", "--db", db, cwd=tmp_path)
+            assert r.returncode == 2 and "--input needs --url" in r.stderr
             r = _cli("trigger", "cli", "--db", db, cwd=tmp_path)
             assert r.returncode == 0 and json.loads(r.stdout)["due"] is True
             r = _cli("add", "deploy", "nope", "--db", db, cwd=tmp_path)
@@ -456,3 +459,25 @@ async def test_cron_run_over_websocket_subscribes_the_caller(tmp_path: Path) -> 
         run_id = res["payload"]["runId"]
         done = await ws.event("run.completed", timeout=10, runId=run_id)
         assert done["payload"]["status"] == "finished"
+
+
+@pytest.mark.parametrize("pattern", ["0 25 * * *", "bad pattern", "0 0 8 * * 1-5 2027"])
+async def test_an_invalid_registered_schedule_fails_listen(tmp_path: Path, pattern: str) -> None:
+    gw = cron_gateway(tmp_path)
+    gw.register("broken", wfs.deploy, schedule=pattern)
+    with pytest.raises(SmithersError) as info:
+        await gw.listen(port=0)
+    assert info.value.code == "INVALID_INPUT"
+    assert info.value.message.startswith("'schedule' on workflow 'broken': Invalid cron pattern")
+
+
+async def test_fires_are_counted_in_metrics(tmp_path: Path) -> None:
+    gw = cron_gateway(tmp_path)
+    gw.register("nightly", wfs.deploy, schedule="0 3 * * *")
+    async with running(gw), http(gw, "op-token") as c:
+        now = gw.context.now_ms()
+        await set_due(gw, "gateway:nightly", now)
+        assert await scheduler_of(gw).tick(now) == 1
+        assert (await rpc(c, "cronRun", {"cronId": "gateway:nightly"})).status_code == 200
+        text = (await c.get("/metrics")).text
+        assert "smithers_gateway_cron_triggers_total 2.0" in text

@@ -12,12 +12,15 @@ from smithers_core.contributions import CliCommand, CliHost, HostContext, RpcMet
 from smithers_core.hookspecs import hookimpl
 from smithers_cron.cli import cron_command
 from smithers_cron.methods import cron_methods
-from smithers_cron.scheduler import CronScheduler
+from smithers_cron.scheduler import CronScheduler, check_schedules
 
 
 @hookimpl
 def smithers_schedulers(host: HostContext) -> list[Scheduler]:
-    return [CronScheduler()] if host.kind == "gateway" else []
+    if host.kind != "gateway":
+        return []
+    check_schedules(host)
+    return [CronScheduler()]
 
 
 @hookimpl

@@ -58,6 +58,8 @@ def _rpc(args: argparse.Namespace, method: str, params: dict[str, Any]) -> Any:
 
 
 def _store_op(args: argparse.Namespace, op: str) -> Any:
+    if getattr(args, "input", None) is not None:
+        raise SmithersError("INVALID_INPUT", "--input needs --url (a store only marks the row due)")
     db_url, base_dir = resolve_db_url(args)
     store = open_store(db_url, base_dir=base_dir, mode="ro" if op == "list" else "rw")
     try:

@@ -78,7 +78,9 @@ class CronMethods:
         return self.host.store.read(lambda conn: crons.cron_row(conn, cron_id))
 
     async def list(self, call: RpcCall, params: dict[str, Any]) -> Any:
-        raw = params.get("filter") if isinstance(params.get("filter"), dict) else {}
+        raw = params.get("filter")
+        if raw is not None and not isinstance(raw, dict):
+            raise SmithersError("INVALID_REQUEST", "filter must be an object")
         f: ListFilter = parse(ListFilter, raw or {}, "INVALID_REQUEST", "Invalid cronList filter")
         rows = [with_workflow(row) for row in self.host.store.read(crons.cron_rows)]
         if f.workflow is not None:

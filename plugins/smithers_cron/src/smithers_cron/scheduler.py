@@ -28,7 +28,7 @@ from smithers_core.errors import SmithersError
 from smithers_core.store import crons
 from smithers_core.workflow.models import RunAuth
 from smithers_cron.firing import key_of, launch, workflow_path
-from smithers_cron.patterns import next_fire_ms
+from smithers_cron.patterns import check_pattern, next_fire_ms
 
 log = logging.getLogger("smithers.cron")
 
@@ -45,6 +45,17 @@ def poll_interval_ms(heartbeat_ms: Any) -> int:
     return max(MIN_POLL_MS, min(MAX_POLL_MS, value))
 
 
+def check_schedules(host: HostContext) -> None:
+    """Refuse an invalid registered schedule before ``listen()`` binds (``INVALID_INPUT``)."""
+    for key, reg in host.registrations.items():
+        if reg.schedule is not None:
+            try:
+                check_pattern(reg.schedule)
+            except SmithersError as exc:
+                message = f"'schedule' on workflow '{key}': {exc.message}"
+                raise SmithersError("INVALID_INPUT", message) from exc
+
+
 class CronScheduler:
     """A :class:`~smithers_core.contributions.Scheduler` implementing ``schedule``."""
 
@@ -54,7 +65,7 @@ class CronScheduler:
     def __init__(self) -> None:
         self.host: HostContext | None = None
         self._task: asyncio.Task[None] | None = None
-        self._synced: dict[str, str | None] = {}  # key -> pattern this process wrote
+        self._synced: dict[str, str | None] = {}  # key -> schedule as registered, last sync
         self.fired = 0
 
     async def start(self, host: HostContext) -> None:
@@ -89,9 +100,21 @@ class CronScheduler:
         """Write the rows of registered schedules that changed since the last sync."""
         host = self.host
         assert host is not None
-        wanted = self._wanted()
-        if not initial and wanted == self._synced:
+        raw = self._wanted()
+        if not initial and raw == self._synced:
             return
+        wanted = dict(raw)
+        for key, pattern in raw.items():
+            if pattern is None:
+                continue
+            try:
+                wanted[key] = check_pattern(pattern)
+            except SmithersError as exc:
+                message = f"'schedule' on workflow '{key}': {exc.message}"
+                if initial:  # listen() fails with it
+                    raise SmithersError("INVALID_INPUT", message) from exc
+                log.warning("%s; the schedule is ignored", message)
+                wanted.pop(key)
         rows = {row["cronId"]: row for row in host.store.read(crons.cron_rows)}
         changes: list[tuple[str, str | None, int | None]] = []
         for key, pattern in wanted.items():
@@ -125,7 +148,7 @@ class CronScheduler:
 
         if changes:
             await host.store.write(write)
-        self._synced = wanted
+        self._synced = raw
 
     async def tick(self, now_ms: int) -> int:
         """Sync, then fire every due row once; returns how many runs this pass started."""
