@@ -17,6 +17,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from typing import Any
 
 from smithers_core.cli.options import add_store_options, parse_json_arg, resolve_db_url
@@ -70,7 +71,7 @@ def _store_op(args: argparse.Namespace, op: str) -> Any:
         if op == "add":
             pattern = check_pattern(args.pattern)
             zone(args.timezone)
-            cron_id = args.id or workflow_path(args.workflow) + ":" + str(now)
+            cron_id = args.id or str(uuid.uuid4())
             store.write_sync(
                 lambda tx: crons.upsert_cron(
                     tx,

@@ -109,11 +109,8 @@ class CronScheduler:
                 continue
             try:
                 wanted[key] = check_pattern(pattern)
-            except SmithersError as exc:
-                message = f"'schedule' on workflow '{key}': {exc.message}"
-                if initial:  # listen() fails with it
-                    raise SmithersError("INVALID_INPUT", message) from exc
-                log.warning("%s; the schedule is ignored", message)
+            except SmithersError as exc:  # registered after listen() (check_schedules ran before)
+                log.warning("'schedule' on workflow '%s' is ignored: %s", key, exc.message)
                 wanted.pop(key)
         rows = {row["cronId"]: row for row in host.store.read(crons.cron_rows)}
         changes: list[tuple[str, str | None, int | None]] = []
