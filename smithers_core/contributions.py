@@ -96,6 +96,11 @@ class HostContext(Protocol):
         """Mount more routes, wrapped like transport routes (D3: ``auth`` and ``scope``)."""
         ...
 
+    def count(self, metric: str, **labels: str) -> None:
+        """Add one to a counter the host declares on ``/metrics`` (``webhooks_received``,
+        ``webhooks_rejected`` with ``reason`` ...); an unknown name is ``INVALID_INPUT``."""
+        ...
+
     async def authenticate(self, request: AuthRequest) -> Identity:
         """Core's gates, then the configured auth mode; raises ``UNAUTHORIZED``."""
         ...

@@ -101,6 +101,9 @@ class ListingHost:
     def add_routes(self, owner: str, routes: Any) -> None:
         raise self._not_running()
 
+    def count(self, metric: str, **labels: str) -> None:
+        raise self._not_running()
+
     async def authenticate(self, request: Any) -> Any:
         raise self._not_running()
 

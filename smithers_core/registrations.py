@@ -10,9 +10,10 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
 from smithers_core.errors import SmithersError
@@ -43,13 +44,48 @@ class WebhookRun(_Option):
 
 
 class WebhookOption(_Option):
-    """``register(..., webhook=...)``: an HMAC-signed inbound webhook for the workflow."""
+    """``register(..., webhook=...)``: a signed inbound webhook for the workflow.
 
-    secret: str = Field(min_length=1)
+    ``scheme`` picks how deliveries are signed: ``"hmac"`` (upstream's: hex HMAC-SHA256 of the
+    body in ``signature_header`` after ``signature_prefix``), ``"github"`` (the same, and
+    ``x-github-delivery`` as the delivery id), ``"stripe"`` (``Stripe-Signature``) or
+    ``"standard"`` (Standard Webhooks). ``secrets`` are accepted besides ``secret`` while a
+    secret rotates; ``secret_env`` / ``secret_file`` read it from the environment or a file
+    (D2). A ``delivery_id_header`` makes repeated deliveries answer ``duplicate: true``.
+    """
+
+    secret: str | None = Field(default=None, min_length=1)
+    secrets: list[str] = Field(default_factory=list, max_length=16)
+    secret_env: str | None = None
+    secret_file: str | None = None
+    scheme: Literal["hmac", "github", "stripe", "standard"] = "hmac"
     signature_header: str | None = None
     signature_prefix: str | None = None
+    delivery_id_header: str | None = None
+    replay_window_s: int = Field(default=7 * 24 * 3600, ge=1)
+    timestamp_tolerance_s: int = Field(default=300, ge=1)
     signal: WebhookSignal | None = None
     run: WebhookRun | None = None
+
+    @model_validator(mode="after")
+    def _resolve_secret(self) -> WebhookOption:
+        if self.secret is None and self.secret_env:
+            self.secret = os.environ.get(self.secret_env) or None
+            if self.secret is None:
+                raise ValueError(f"environment variable {self.secret_env} is not set")
+        if self.secret is None and self.secret_file:
+            try:
+                self.secret = Path(self.secret_file).read_text(encoding="utf-8").strip() or None
+            except OSError as exc:
+                raise ValueError(f"cannot read secret_file: {exc.strerror}") from exc
+        if self.secret is None and not self.secrets:
+            raise ValueError("a secret is required (secret, secrets, secret_env or secret_file)")
+        return self
+
+    def all_secrets(self) -> list[str]:
+        """Every secret a delivery may be signed with (the current one first)."""
+        found = [self.secret] if self.secret else []
+        return found + [s for s in self.secrets if s and s not in found]
 
 
 class UiOption(_Option):

@@ -153,6 +153,9 @@ class GatewayContext:
             self.metrics.cron_triggers.inc()
         self.sockets.broadcast(event, dict(payload))
 
+    def count(self, metric: str, **labels: str) -> None:
+        self.metrics.count(metric, **labels)
+
     def add_routes(self, owner: str, routes: Sequence[RouteSpec]) -> None:
         self.routes.add(owner, routes)
         self._added_routes.append((owner, list(routes)))

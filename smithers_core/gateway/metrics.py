@@ -14,6 +14,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from smithers_core.errors import SmithersError
+
 prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -92,6 +94,17 @@ class GatewayMetrics:
         self.backpressure_disconnects = Counter(
             P + "backpressure_disconnects", "Sockets closed for backpressure", registry=r
         )
+
+    PLUGIN_COUNTERS = frozenset(
+        {"cron_triggers", "signals", "webhooks_received", "webhooks_rejected", "webhooks_verified"}
+    )
+
+    def count(self, metric: str, **labels: str) -> None:
+        """Add one to a counter plugins may bump (:attr:`PLUGIN_COUNTERS`)."""
+        if metric not in self.PLUGIN_COUNTERS:
+            raise SmithersError("INVALID_INPUT", f"Unknown counter: {metric}")
+        counter: Counter = getattr(self, metric)
+        (counter.labels(**labels) if labels else counter).inc()
 
     @property
     def sent(self) -> int:

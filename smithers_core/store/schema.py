@@ -168,6 +168,17 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE _smithers_cron ADD COLUMN timezone TEXT;
     """,
+    # version 4: webhook deliveries already taken, for replay protection (beyond upstream)
+    """
+    CREATE TABLE IF NOT EXISTS _smithers_webhook_deliveries (
+        webhook_key TEXT NOT NULL,
+        delivery_id TEXT NOT NULL,
+        received_at_ms INTEGER NOT NULL,
+        PRIMARY KEY (webhook_key, delivery_id)
+    );
+    CREATE INDEX IF NOT EXISTS _smithers_webhook_deliveries_age
+        ON _smithers_webhook_deliveries (received_at_ms);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
