@@ -119,10 +119,16 @@ class Registration:
 
 
 def _validate(model: type[BaseModel], value: Mapping[str, Any], what: str) -> Any:
+    """The option model, or ``INVALID_INPUT`` naming each field and what is wrong, never the
+    values (a webhook's are secrets)."""
     try:
         return model.model_validate(dict(value))
     except ValidationError as exc:
-        raise SmithersError("INVALID_INPUT", f"Invalid {what}: {exc}") from exc
+        problems = "; ".join(
+            (".".join(str(p) for p in err["loc"]) or what) + ": " + err["msg"]
+            for err in exc.errors(include_url=False, include_context=False, include_input=False)
+        )
+        raise SmithersError("INVALID_INPUT", f"Invalid {what}: {problems}") from None
 
 
 def make_registration(

@@ -264,6 +264,9 @@ async def test_duplicate_deliveries_do_nothing_across_gateways(tmp_path: Path) -
             assert r.status_code == 200
             assert r.json()["duplicate"] is True and r.json()["started"] is None
         assert len(await runs(a)) == 1
+        ping = await signed(a, "gh", {"zen": "Keep it simple."}, **{"x-github-event": "ping"})
+        assert ping.status_code == 200 and ping.json()["ping"] is True
+        assert ping.json()["started"] is None
         r = await signed(a, "gh", {})  # GitHub always names the delivery
         assert r.status_code == 400 and "x-github-delivery" in r.json()["error"]["message"]
         # a delivery whose handling failed is forgotten, so the retry is handled
@@ -339,6 +342,10 @@ async def test_webhook_metrics(tmp_path: Path) -> None:
         assert "smithers_gateway_webhooks_verified_total 1.0" in text
         assert 'smithers_gateway_webhooks_rejected_total{reason="invalid_signature"} 1.0' in text
         assert 'smithers_gateway_webhooks_rejected_total{reason="workflow_not_found"} 1.0' in text
+        await signed(gw, "deploy", {"inputs": {"sha": 5}})  # the input model refuses it
+        text = (await c.get("/metrics")).text
+        assert 'smithers_gateway_webhooks_rejected_total{reason="invalid_payload"} 1.0' in text
+        assert "server_error" not in text
 
 
 def test_secrets_from_the_environment_and_files(
@@ -357,3 +364,7 @@ def test_secrets_from_the_environment_and_files(
     assert info.value.code == "INVALID_INPUT" and "HOOK_SECRET is not set" in info.value.message
     with pytest.raises(SmithersError):
         gw.register("none", wfs.deploy, webhook={"signature_header": "x-sig"})
+    with pytest.raises(SmithersError) as info:  # the error names fields, never their values
+        gw.register("leak", wfs.deploy, webhook={"secrets": ["hunter2"], "secret_file": "/no/such"})
+    assert "hunter2" not in info.value.message and "/no/such" not in info.value.message
+    assert "cannot read secret_file" in info.value.message

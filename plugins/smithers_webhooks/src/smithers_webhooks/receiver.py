@@ -60,9 +60,11 @@ class WebhookReceiver:
         except Rejected as exc:
             host.count("webhooks_rejected", reason=exc.reason)
             return self._failure(exc.error)
-        except SmithersError as exc:
-            host.count("webhooks_rejected", reason="server_error")
-            return self._failure(translate(exc))
+        except SmithersError as exc:  # the run service's: input or signal payload refused ...
+            error = translate(exc)
+            client = status_for_code(error.code) < 500
+            host.count("webhooks_rejected", reason="invalid_payload" if client else "server_error")
+            return self._failure(error)
         except Exception:
             host.count("webhooks_rejected", reason="server_error")
             return self._failure(SmithersError("SERVER_ERROR", "Webhook handling failed"))
@@ -119,6 +121,9 @@ class WebhookReceiver:
             message = f"Invalid JSON body: {exc.message}"
             raise _error("INVALID_INPUT", message, "invalid_payload") from exc
         answer: dict[str, Any] = {"ok": True, "workflow": key, "verified": True}
+        if option.scheme == "github" and request.headers.get("x-github-event") == "ping":
+            # GitHub's hook check when a webhook is created: verified, nothing to run
+            return {**answer, "ping": True, "delivered": [], "matchedRunIds": [], "started": None}
         delivery = self._delivery_id(option, request)
         if delivery is not None:
             retention = option.replay_window_s * 1000
