@@ -51,7 +51,8 @@ class WebhookOption(_Option):
     ``x-github-delivery`` as the delivery id), ``"stripe"`` (``Stripe-Signature``) or
     ``"standard"`` (Standard Webhooks). ``secrets`` are accepted besides ``secret`` while a
     secret rotates; ``secret_env`` / ``secret_file`` read it from the environment or a file
-    (D2). A ``delivery_id_header`` makes repeated deliveries answer ``duplicate: true``.
+    (D2). A ``delivery_id_header`` (or ``delivery_id_path`` into the JSON body; Stripe's
+    ``id`` by default) makes repeated deliveries answer ``duplicate: true``.
     """
 
     secret: str | None = Field(default=None, min_length=1)
@@ -62,6 +63,7 @@ class WebhookOption(_Option):
     signature_header: str | None = None
     signature_prefix: str | None = None
     delivery_id_header: str | None = None
+    delivery_id_path: str | None = None
     replay_window_s: int = Field(default=7 * 24 * 3600, ge=1)
     timestamp_tolerance_s: int = Field(default=300, ge=1)
     signal: WebhookSignal | None = None

@@ -327,8 +327,14 @@ async def test_stripe_signatures(tmp_path: Path) -> None:
 
         now = int(time.time())
         assert (await post(gw, "stripe", body, header(now))).status_code == 200
-        r = await post(gw, "stripe", body, header(now - 3600))
+        again = await post(gw, "stripe", body, header(now + 1))  # a replay inside the window
+        assert again.status_code == 200 and again.json()["duplicate"] is True
+        r = await post(gw, "stripe", body, header(now - 3600))  # stale before it is a repeat
         assert r.status_code == 401 and r.json()["error"]["reason"] == "stale_timestamp"
+        no_id = b'{"type": "charge.succeeded", "data": {"object": {}}}'
+        mac = hmac.new(b"whsec_stripe", f"{now}.".encode() + no_id, hashlib.sha256).hexdigest()
+        r = await post(gw, "stripe", no_id, {"stripe-signature": f"t={now},v1={mac}"})
+        assert r.status_code == 400 and "delivery id field id" in r.json()["error"]["message"]
 
 
 async def test_webhook_metrics(tmp_path: Path) -> None:

@@ -30,7 +30,7 @@ from smithers_core.registrations import Registration, WebhookOption
 from smithers_core.store import webhooks
 from smithers_core.workflow.models import RunAuth
 from smithers_webhooks.paths import MISSING, at, id_at
-from smithers_webhooks.signatures import delivery_header, verify
+from smithers_webhooks.signatures import delivery_header, delivery_path, verify
 
 
 class Rejected(Exception):
@@ -124,7 +124,7 @@ class WebhookReceiver:
         if option.scheme == "github" and request.headers.get("x-github-event") == "ping":
             # GitHub's hook check when a webhook is created: verified, nothing to run
             return {**answer, "ping": True, "delivered": [], "matchedRunIds": [], "started": None}
-        delivery = self._delivery_id(option, request)
+        delivery = self._delivery_id(option, request, payload)
         if delivery is not None:
             retention = option.replay_window_s * 1000
             fresh = await host.store.write(
@@ -147,16 +147,20 @@ class WebhookReceiver:
         return {**answer, "duplicate": False, **result}
 
     @staticmethod
-    def _delivery_id(option: WebhookOption, request: Request) -> str | None:
+    def _delivery_id(option: WebhookOption, request: Request, payload: Any) -> str | None:
         header = delivery_header(option)
-        if header is None:
+        path = delivery_path(option)
+        if header is not None:
+            value: str | None = (request.headers.get(header) or "").strip()
+            where = f"header {header}"
+        elif path is not None:
+            value = id_at(payload, path)
+            where = f"field {path}"
+        else:
             return None
-        value = (request.headers.get(header) or "").strip()
         if not value or len(value) > 256:
             raise _error(
-                "INVALID_REQUEST",
-                f"Missing or invalid delivery id header {header}",
-                "invalid_payload",
+                "INVALID_REQUEST", f"Missing or invalid delivery id {where}", "invalid_payload"
             )
         return value
 

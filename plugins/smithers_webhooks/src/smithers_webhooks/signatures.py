@@ -44,10 +44,22 @@ def _hmac(key: bytes, data: bytes) -> bytes:
     return hmac.new(key, data, hashlib.sha256).digest()
 
 
+DELIVERY_PATHS = {"stripe": "id"}
+
+
 def delivery_header(option: WebhookOption) -> str | None:
-    """The header naming a delivery's id, if replay protection is on for ``option``."""
+    """The header naming a delivery's id, if replay protection reads one for ``option``."""
+    if option.delivery_id_path is not None:
+        return None
     header = option.delivery_id_header or DELIVERY_HEADERS.get(option.scheme)
     return header.strip().lower() if header else None
+
+
+def delivery_path(option: WebhookOption) -> str | None:
+    """The JSON path of a delivery's id in its body (Stripe's event ``id`` by default)."""
+    if option.delivery_id_header is not None:
+        return None
+    return option.delivery_id_path or DELIVERY_PATHS.get(option.scheme)
 
 
 def _timestamp(raw: str | None, now_s: float, tolerance_s: int) -> str:
