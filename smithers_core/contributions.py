@@ -19,6 +19,7 @@ from smithers_core.auth import AuthMode, AuthRequest, Identity
 from smithers_core.registrations import Registration
 from smithers_core.service import RunService
 from smithers_core.store import SmithersDb, SqliteStore
+from smithers_core.workflow.models import RunAuth
 
 ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
 
@@ -94,6 +95,14 @@ class HostContext(Protocol):
 
     def add_routes(self, owner: str, routes: Sequence[RouteSpec]) -> None:
         """Mount more routes, wrapped like transport routes (D3: ``auth`` and ``scope``)."""
+        ...
+
+    async def launch(
+        self, key: str, run_input: Any, auth: RunAuth, *, run_id: str | None = None
+    ) -> dict[str, Any]:
+        """Start a run of the workflow registered as ``key`` as ``auth`` (``ctx.auth``),
+        recording the key and trigger in its config as every gateway launch does; returns
+        ``{runId, workflow, system}``. ``NOT_FOUND`` for an unknown key."""
         ...
 
     def count(self, metric: str, **labels: str) -> None:

@@ -104,6 +104,9 @@ class ListingHost:
     def count(self, metric: str, **labels: str) -> None:
         raise self._not_running()
 
+    async def launch(self, key: str, run_input: Any, auth: Any, *, run_id: Any = None) -> Any:
+        raise self._not_running()
+
     async def authenticate(self, request: Any) -> Any:
         raise self._not_running()
 

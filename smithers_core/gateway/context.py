@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import uuid
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -38,6 +39,7 @@ from smithers_core.registrations import Registration
 from smithers_core.runtime import Runtime
 from smithers_core.service import RunService
 from smithers_core.store import SmithersDb, SqliteStore
+from smithers_core.workflow.models import RunAuth
 
 log = logging.getLogger("smithers.gateway")
 
@@ -152,6 +154,25 @@ class GatewayContext:
         if event == "cron.triggered":  # whichever plugin schedules, upstream's counter counts
             self.metrics.cron_triggers.inc()
         self.sockets.broadcast(event, dict(payload))
+
+    async def launch(
+        self, key: str, run_input: Any, auth: RunAuth, *, run_id: str | None = None
+    ) -> dict[str, Any]:
+        reg = self.registry.require(key)
+        run_id = run_id or str(uuid.uuid4())
+        config = {
+            "gatewayWorkflowKey": key,
+            "gatewayTriggeredBy": auth.triggered_by,
+            "gatewaySystem": reg.system,
+        }
+        await self.run_service.launch(
+            reg.workflow,
+            {} if run_input is None else run_input,
+            run_id=run_id,
+            auth=auth,
+            config=config,
+        )
+        return {"runId": run_id, "workflow": key, "system": reg.system}
 
     def count(self, metric: str, **labels: str) -> None:
         self.metrics.count(metric, **labels)

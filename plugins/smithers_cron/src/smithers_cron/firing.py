@@ -1,13 +1,8 @@
-"""Starting a scheduled workflow's run: one place for the scheduler and ``cronRun``."""
+"""How cron rows name registered workflows (``gateway:<key>``), and rows as RPCs answer them."""
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
-
-from smithers_core.contributions import HostContext
-from smithers_core.registrations import Registration
-from smithers_core.workflow.models import RunAuth
 
 PATH_PREFIX = "gateway:"
 
@@ -27,28 +22,3 @@ def key_of(path: Any) -> str | None:
 def with_workflow(row: dict[str, Any]) -> dict[str, Any]:
     """A row as the RPCs answer it: plus ``workflow``, the key from its ``workflowPath``."""
     return {**row, "workflow": key_of(row.get("workflowPath"))}
-
-
-async def launch(
-    host: HostContext,
-    key: str,
-    reg: Registration,
-    auth: RunAuth,
-    run_input: Any = None,
-    run_id: str | None = None,
-) -> str:
-    """Start a run of ``reg`` as ``auth``; returns its id."""
-    run_id = run_id or str(uuid.uuid4())
-    config = {
-        "gatewayWorkflowKey": key,
-        "gatewayTriggeredBy": auth.triggered_by,
-        "gatewaySystem": reg.system,
-    }
-    await host.run_service.launch(
-        reg.workflow,
-        run_input if run_input is not None else {},
-        run_id=run_id,
-        auth=auth,
-        config=config,
-    )
-    return run_id

@@ -21,7 +21,7 @@ from smithers_core.ids import clip
 from smithers_core.registrations import Registration
 from smithers_core.store import crons
 from smithers_core.workflow.models import RunAuth
-from smithers_cron.firing import key_of, launch, with_workflow, workflow_path
+from smithers_cron.firing import key_of, with_workflow, workflow_path
 from smithers_cron.patterns import check_pattern, next_fire_ms, zone
 
 MAX_CRON_ID = 256
@@ -131,7 +131,7 @@ class CronMethods:
         key = (key_of(row["workflowPath"]) if row is not None else None) or p.workflow
         if not key:
             raise SmithersError("INVALID_REQUEST", "cronId or workflow is required")
-        reg = self._registration(key)
+        self._registration(key)  # 404 before the row is touched
         run_input = p.input
         if run_input is not None and not isinstance(run_input, dict):
             raise SmithersError("INVALID_INPUT", "input must be an object")
@@ -145,12 +145,12 @@ class CronMethods:
         run_id = str(uuid.uuid4())
         auto_subscribe(call, run_id)  # the caller follows the run it started (reference 4.5)
         auth = RunAuth.for_trigger("rpc", call.identity)
-        await launch(self.host, key, reg, auth, run_input, run_id)
+        started = await self.host.launch(key, run_input, auth, run_id=run_id)
         if row is not None:
             self.host.broadcast(
                 "cron.triggered", {"cronId": row["cronId"], "workflow": key, "runId": run_id}
             )
-        return {"runId": run_id, "workflow": key, "system": reg.system}
+        return started
 
 
 def cron_methods(host: HostContext) -> list[RpcMethod]:

@@ -27,7 +27,7 @@ from smithers_core.contributions import HostContext
 from smithers_core.errors import SmithersError
 from smithers_core.store import crons
 from smithers_core.workflow.models import RunAuth
-from smithers_cron.firing import key_of, launch, workflow_path
+from smithers_cron.firing import key_of, workflow_path
 from smithers_cron.patterns import check_pattern, next_fire_ms
 
 log = logging.getLogger("smithers.cron")
@@ -180,12 +180,14 @@ class CronScheduler:
         if not claimed:
             return 0  # another scheduler on this store took the window
         try:
-            run_id = await launch(host, key, host.registrations[key], RunAuth.for_trigger("cron"))
+            started = await host.launch(key, {}, RunAuth.for_trigger("cron"))
         except Exception as exc:
             log.warning("cron %s could not start %s: %s", cron_id, key, exc)
             await self._failed(cron_id, now_ms, str(exc))
             return 0
-        host.broadcast("cron.triggered", {"cronId": cron_id, "workflow": key, "runId": run_id})
+        host.broadcast(
+            "cron.triggered", {"cronId": cron_id, "workflow": key, "runId": started["runId"]}
+        )
         return 1
 
     async def _failed(self, cron_id: str, now_ms: int, message: str) -> None:

@@ -13,7 +13,6 @@ Every failure is ``{ok: false, error: {code, message}}`` with its status, counte
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from starlette.requests import Request
@@ -193,28 +192,13 @@ class WebhookReceiver:
                 delivered.append(result)
         started = None
         if not delivered and (option.run is None or option.run.enabled):
-            started = await self._launch(key, reg, option, payload)
+            started = await self._launch(key, option, payload)
         return {"delivered": delivered, "matchedRunIds": matched, "started": started}
 
-    async def _launch(
-        self, key: str, reg: Registration, option: WebhookOption, payload: Any
-    ) -> dict[str, Any]:
+    async def _launch(self, key: str, option: WebhookOption, payload: Any) -> dict[str, Any]:
         value = at(payload, option.run.input_path if option.run else None)
         if value is MISSING:
             value = {}
         run_input = value if isinstance(value, dict) else {"payload": value}
         run_input = validate_rpc_input(run_input)
-        auth = RunAuth.for_trigger(f"webhook:{key}")
-        run_id = str(uuid.uuid4())
-        await self.host.run_service.launch(
-            reg.workflow,
-            run_input,
-            run_id=run_id,
-            auth=auth,
-            config={
-                "gatewayWorkflowKey": key,
-                "gatewayTriggeredBy": auth.triggered_by,
-                "gatewaySystem": reg.system,
-            },
-        )
-        return {"runId": run_id, "workflow": key, "system": reg.system}
+        return await self.host.launch(key, run_input, RunAuth.for_trigger(f"webhook:{key}"))
