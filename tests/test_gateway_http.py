@@ -12,7 +12,16 @@ from smithers_core import jsonutil
 from smithers_core.errors import SmithersError
 from smithers_core.gateway import Gateway
 from tests.engine_helpers import wait_for
-from tests.gateway_helpers import OP_TOKEN, TOKENS, http, make_gateway, plugin_host, rpc, running
+from tests.gateway_helpers import (
+    OP_TOKEN,
+    TOKENS,
+    http,
+    make_gateway,
+    plugin_host,
+    rpc,
+    running,
+    ws_client,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -616,3 +625,23 @@ async def test_approval_scopes_and_filters(tmp_path: Path) -> None:
         assert r.json()["payload"]["system"] is True
         assert (await c.get("/workflows")).json()["workflows"][0]["key"] == "admins"
         assert "internal" not in [w["key"] for w in (await c.get("/workflows")).json()["workflows"]]
+
+
+async def test_list_workflows_carries_each_input_schema(tmp_path: Path) -> None:
+    """Beyond upstream: ``listWorkflows`` items carry the JSON Schema of the input model
+    (clients build launch forms from it); ``GET /workflows`` keeps upstream's shape."""
+    gw = make_gateway(tmp_path, tokens=TOKENS)
+    async with running(gw), http(gw, "op-token") as c, ws_client(gw) as ws:
+        items = {w["key"]: w for w in (await rpc(c, "listWorkflows", {})).json()["payload"]}
+        assert items["deploy"]["inputSchema"] == {
+            "properties": {"sha": {"default": "abc", "title": "Sha", "type": "string"}},
+            "title": "DeployInput",
+            "type": "object",
+        }
+        assert items["gated"]["inputSchema"]["type"] == "object"
+        await ws.connect()
+        res = await ws.request("listWorkflows", {})  # the inline WebSocket answer too
+        assert {w["key"]: w["inputSchema"] for w in res["payload"]} == {
+            k: v["inputSchema"] for k, v in items.items()
+        }
+        assert all("inputSchema" not in w for w in (await c.get("/workflows")).json()["workflows"])

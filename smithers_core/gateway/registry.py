@@ -3,10 +3,13 @@ stored run belongs to, and the check that every registration option in use has a
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
+
+from pydantic import BaseModel
 
 from smithers_core.errors import SmithersError
 from smithers_core.ids import clip
@@ -14,6 +17,13 @@ from smithers_core.registrations import Registration
 from smithers_core.workflow.definition import Workflow
 
 DEFAULT_OPERATOR_UI = {"path": "/console"}
+
+
+@functools.lru_cache(maxsize=512)
+def input_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The JSON Schema of a workflow's input model (beyond upstream: clients build launch
+    forms from it), computed once per model."""
+    return model.model_json_schema()
 
 
 class WorkflowRegistry(Mapping[str, Registration]):
@@ -62,8 +72,8 @@ class WorkflowRegistry(Mapping[str, Registration]):
         reg = self._by_key.get(key or "")
         return reg.workflow if reg is not None else None
 
-    def summaries(self, *, include_system: bool) -> list[dict[str, Any]]:
-        """``listWorkflows`` items, sorted by key."""
+    def summaries(self, *, include_system: bool, schemas: bool = False) -> list[dict[str, Any]]:
+        """``listWorkflows`` items, sorted by key; ``schemas`` adds each ``inputSchema``."""
         out = []
         for key in sorted(self._by_key):
             reg = self._by_key[key]
@@ -76,6 +86,8 @@ class WorkflowRegistry(Mapping[str, Registration]):
             if doc:
                 item["description"] = doc.strip().splitlines()[0]
             item.update(hasUi=bool(reg.ui), uiPath=reg.ui_path, system=reg.system)
+            if schemas:
+                item["inputSchema"] = input_schema(reg.workflow.input_model)
             out.append(item)
         return out
 

@@ -24,7 +24,7 @@ def methods(ctx: GatewayContext) -> list[RpcMethod]:
         include_system = params.get("includeSystem", filt.get("includeSystem")) is True
         return [
             item
-            for item in ctx.registry.summaries(include_system=include_system)
+            for item in ctx.registry.summaries(include_system=include_system, schemas=True)
             if not isinstance(has_ui, bool) or item["hasUi"] == has_ui
         ]
 
