@@ -24,8 +24,8 @@ from smithers_core.cli.options import add_store_options, parse_json_arg, resolve
 from smithers_core.contributions import CliCommand
 from smithers_core.errors import SmithersError
 from smithers_core.store import crons, open_store
-from smithers_cron.firing import with_workflow, workflow_path
 from smithers_cron.patterns import check_pattern, next_fire_ms, zone
+from smithers_cron.rows import with_workflow, workflow_path
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2

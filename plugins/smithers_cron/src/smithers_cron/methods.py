@@ -21,8 +21,8 @@ from smithers_core.ids import clip
 from smithers_core.registrations import Registration
 from smithers_core.store import crons
 from smithers_core.workflow.models import RunAuth
-from smithers_cron.firing import key_of, with_workflow, workflow_path
 from smithers_cron.patterns import check_pattern, next_fire_ms, zone
+from smithers_cron.rows import key_of, with_workflow, workflow_path
 
 MAX_CRON_ID = 256
 

@@ -27,8 +27,8 @@ from smithers_core.contributions import HostContext
 from smithers_core.errors import SmithersError
 from smithers_core.store import crons
 from smithers_core.workflow.models import RunAuth
-from smithers_cron.firing import key_of, workflow_path
 from smithers_cron.patterns import check_pattern, next_fire_ms
+from smithers_cron.rows import key_of, workflow_path
 
 log = logging.getLogger("smithers.cron")
 
