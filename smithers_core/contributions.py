@@ -41,6 +41,8 @@ class RouteSpec:
     ``endpoint`` is Starlette-style (``endpoint(request)`` returning a response, or
     ``endpoint(websocket)``), or a raw ASGI app when ``asgi=True``. ``prefix=True`` matches
     ``path`` and every path that starts with it; exact routes win over prefixes.
+    ``error_body(code, message, details)`` is the JSON body an HTTP route's authentication or
+    scope failure answers (with the code's status); by default the RPC error frame.
     """
 
     path: str
@@ -52,6 +54,7 @@ class RouteSpec:
     name: str | None = None
     asgi: bool = False
     prefix: bool = False
+    error_body: Callable[[str, str, Mapping[str, Any] | None], Any] | None = None
 
 
 @runtime_checkable
@@ -114,6 +117,20 @@ class HostContext(Protocol):
         """Core's gates, then the configured auth mode; raises ``UNAUTHORIZED``."""
         ...
 
+    async def call(self, identity: Identity, method: str, params: Mapping[str, Any]) -> Any:
+        """Call the RPC method ``method`` (a name, an alias or ``ext.*``) as ``identity``, as
+        an HTTP RPC call would be: the same scope gate (``FORBIDDEN`` with
+        ``requiredScope``), validation, errors (``METHOD_NOT_FOUND`` ...) and metrics."""
+        ...
+
+    def on_change(self, listener: Callable[[frozenset[str]], None]) -> Callable[[], None]:
+        """Call ``listener(collections)`` (``runs``, ``run_events``, ``nodes``,
+        ``node_outputs``, ``approvals``, ``crons`` ...) whenever something changes them: a
+        committed run event of any process on the store, an RPC method with ``changes`` that
+        succeeded, a broadcast. Runs on the event loop and must not block; returns the
+        function that stops it."""
+        ...
+
 
 @dataclass(slots=True)
 class RpcCall:
@@ -144,6 +161,7 @@ class RpcMethod:
     ``scope`` is the scope a caller needs; ``aliases`` are legacy names answered the same way.
     ``inline(params)`` optionally answers without awaiting, as JSON text (WebSocket reads
     answer it in the read loop). ``websocket_only`` refuses the method over HTTP.
+    ``changes`` names the collections a successful call changes (``HostContext.on_change``).
     """
 
     name: str
@@ -153,6 +171,7 @@ class RpcMethod:
     params: type[BaseModel] | None = None
     inline: Callable[[dict[str, Any]], str] | None = None
     websocket_only: bool = False
+    changes: tuple[str, ...] = ()
 
     @property
     def names(self) -> tuple[str, ...]:

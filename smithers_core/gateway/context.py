@@ -26,6 +26,7 @@ from smithers_core.contributions import RouteSpec, RpcCall
 from smithers_core.errors import SmithersError
 from smithers_core.gateway.authn import AuthSetup, authenticate
 from smithers_core.gateway.broadcast import Broadcaster
+from smithers_core.gateway.changes import ChangeFeed
 from smithers_core.gateway.extensions import ExtensionRegistry, call_maybe_async
 from smithers_core.gateway.method_table import MethodTable
 from smithers_core.gateway.metrics import GatewayMetrics
@@ -48,6 +49,12 @@ class RunStreamsPort(Protocol):
     """What the ``streamRunEvents`` method needs of the gateway's run streams."""
 
     async def open(self, call: RpcCall, params: dict[str, Any]) -> Any: ...
+
+
+class DispatchPort(Protocol):
+    """What :meth:`GatewayContext.call` needs of the dispatcher."""
+
+    async def call(self, call: RpcCall, method: str, params: Any) -> Any: ...
 
 
 class GatewayContext:
@@ -74,6 +81,8 @@ class GatewayContext:
         self.routes = RouteTable()
         self._added_routes: list[tuple[str, list[RouteSpec]]] = []
         self.streams: RunStreamsPort | None = None
+        self.dispatcher: DispatchPort | None = None
+        self.changes = ChangeFeed()
         self.started_at_ms = int(time.time() * 1000)
         self._options: dict[str, Any] | None = None
         self._health_parts: tuple[Any, str, str] | None = None
@@ -154,6 +163,7 @@ class GatewayContext:
         if event == "cron.triggered":  # whichever plugin schedules, upstream's counter counts
             self.metrics.cron_triggers.inc()
         self.sockets.broadcast(event, dict(payload))
+        self.changes.on_broadcast(event)
 
     async def launch(
         self, key: str, run_input: Any, auth: RunAuth, *, run_id: str | None = None
@@ -189,6 +199,14 @@ class GatewayContext:
 
     async def authenticate(self, request: AuthRequest) -> Identity:
         return await authenticate(self.auth, request, insecure=self.settings.insecure)
+
+    async def call(self, identity: Identity, method: str, params: Mapping[str, Any]) -> Any:
+        if self.dispatcher is None:
+            raise SmithersError("HOST_NOT_RUNNING", "The gateway has no dispatcher")
+        return await self.dispatcher.call(RpcCall(identity, "http"), method, dict(params))
+
+    def on_change(self, listener: Callable[[frozenset[str]], None]) -> Callable[[], None]:
+        return self.changes.listen(listener)
 
     # -- shared payloads -------------------------------------------------------------------
     def identity_payload(self) -> dict[str, Any]:
@@ -239,4 +257,4 @@ class GatewayContext:
         return f'{parts[1]}{self.sockets.state_version},"uptimeMs":{uptime}{parts[2]}'
 
 
-__all__ = ["GatewayContext", "RunStreamsPort"]
+__all__ = ["DispatchPort", "GatewayContext", "RunStreamsPort"]

@@ -109,11 +109,14 @@ class Dispatcher:
             value: Any = args
             if target.params is not None:
                 value = parse(target.params, args, "INVALID_REQUEST", f"Invalid {method} params")
-            return await target.handler(call, value)
+            result = await target.handler(call, value)
         except SmithersError as exc:
             raise translate(exc) from exc
         finally:
             self.ctx.metrics.duration((time.perf_counter() - started) * 1000)
+        if target.changes:
+            self.ctx.changes.changed(target.changes)
+        return result
 
     def label(self, method: str) -> str:
         """``rpc_calls_total``'s method label: the name called when something serves it."""

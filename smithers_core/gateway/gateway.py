@@ -28,6 +28,7 @@ from smithers_core.engine.options import EngineOptions
 from smithers_core.errors import SmithersError, sole_error
 from smithers_core.gateway.authn import AuthSetup, build_auth
 from smithers_core.gateway.context import GatewayContext
+from smithers_core.gateway.dispatch import Dispatcher
 from smithers_core.gateway.endpoints import core_routes
 from smithers_core.gateway.http_protocol import gateway_protocol
 from smithers_core.gateway.options import GatewayOptions, parse_options
@@ -71,6 +72,7 @@ class Gateway:
         root = str(Path(settings.workspace_root or self.base_dir).resolve())
         ctx = self.context = GatewayContext(settings, auth, workspace_root=root)
         self.run_streams = ctx.streams = RunStreams(ctx)
+        ctx.dispatcher = Dispatcher(ctx)
         self.app = GatewayApp(ctx)
         for owner, method in self.plugins.rpc_methods(ctx):
             ctx.methods.add(owner, method)
@@ -247,6 +249,7 @@ class Gateway:
                 local_only = not settings.out_of_process_event_bridge
                 rt.hub.add_tap(ctx.views.on_events, local_only=local_only)
                 rt.hub.add_tap(ctx.sockets.on_events, local_only=local_only)
+                rt.hub.add_tap(ctx.changes.on_events, local_only=local_only)
                 ctx.start(rt, tg)
                 bound = await serve_app(
                     tg,

@@ -102,8 +102,11 @@ class GatewayApp:
             try:
                 identity = await self._identity(scope, route, headers)
             except SmithersError as exc:
-                frame = error_frame(request_id_of(headers), exc)
-                await send_json(send, status_for_code(exc.code), frame, GATEWAY)
+                if route.error_body is not None:
+                    body = route.error_body(exc.code, exc.message, exc.details)
+                else:
+                    body = error_frame(request_id_of(headers), exc)
+                await send_json(send, status_for_code(exc.code), body, GATEWAY)
                 return
         share_request_state(scope, identity, headers)
         if route.asgi:

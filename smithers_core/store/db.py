@@ -276,11 +276,18 @@ class SmithersDb:
 
     # -- events -----------------------------------------------------------------------------
     def list_events(
-        self, run_id: str, after_seq: int = -1, limit: int = 200
+        self, run_id: str, after_seq: int = -1, limit: int = 200, node_id: str | None = None
     ) -> list[dict[str, Any]]:
-        """Events with ``seq > after_seq`` in seq order: ``{seq, type, timestampMs, payload}``."""
-        return self.store.read(
-            lambda c: [
+        """Events with ``seq > after_seq`` in seq order (only node ``node_id``'s when given):
+        ``{runId, seq, timestampMs, type, payloadJson}``."""
+
+        def q(c: sqlite3.Connection) -> list[dict[str, Any]]:
+            rows = (
+                events.event_rows(c, run_id, after_seq, limit)
+                if node_id is None
+                else events.node_event_rows(c, run_id, node_id, after_seq, limit)
+            )
+            return [
                 {
                     "runId": run_id,
                     "seq": r[0],
@@ -288,9 +295,10 @@ class SmithersDb:
                     "type": r[1],
                     "payloadJson": r[3],
                 }
-                for r in events.event_rows(c, run_id, after_seq, limit)
+                for r in rows
             ]
-        )
+
+        return self.store.read(q)
 
     def last_seq(self, run_id: str) -> int:
         """The run's newest event seq, -1 before its first event."""

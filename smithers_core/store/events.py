@@ -39,6 +39,20 @@ def event_rows(
     )
 
 
+def node_event_rows(
+    conn: sqlite3.Connection, run_id: str, node_id: str, after_seq: int, limit: int
+) -> Iterator[sqlite3.Row]:
+    """:func:`event_rows` of the events about node ``node_id`` (their ``nodeId`` field)."""
+    return iter(
+        conn.execute(
+            "SELECT seq, type, timestamp_ms, payload_json FROM _smithers_events"
+            " WHERE run_id = ? AND seq > ? AND json_extract(payload_json, '$.nodeId') = ?"
+            " ORDER BY seq LIMIT ?",
+            (run_id, after_seq, node_id, limit),
+        )
+    )
+
+
 def newest_missing_event_seq(conn: sqlite3.Connection, run_id: str, lo: int, hi: int) -> int | None:
     """The newest seq in ``[lo, hi]`` that has no event row, or None when none is missing.
 

@@ -107,12 +107,12 @@ def approval_error(exc: SmithersError, p: ApprovalParams) -> SmithersError:
 def methods(ctx: GatewayContext) -> list[RpcMethod]:
     h = ApprovalMethods(ctx)
     out = []
-    for name, handler in (
-        ("listApprovals", h.list_approvals),
-        ("submitApproval", h.submit_approval),
+    for name, handler, changes in (
+        ("listApprovals", h.list_approvals, ()),
+        ("submitApproval", h.submit_approval, ("approvals", "runs")),
     ):
         aliases = catalog.names_of(name)[1:]
-        out.append(RpcMethod(name, handler, METHOD_SCOPES[name], aliases=aliases))
+        out.append(RpcMethod(name, handler, METHOD_SCOPES[name], aliases=aliases, changes=changes))
     return out
 
 

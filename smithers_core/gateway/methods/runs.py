@@ -172,6 +172,9 @@ class RunMethods:
         return await self.ctx.views.node_states(run_id)
 
 
+RUN_CHANGES = ("runs",)
+
+
 def methods(ctx: GatewayContext) -> list[RpcMethod]:
     h = RunMethods(ctx)
 
@@ -180,12 +183,12 @@ def methods(ctx: GatewayContext) -> list[RpcMethod]:
         return RpcMethod(name, handler, METHOD_SCOPES[name], aliases=aliases, **extra)
 
     return [
-        method("launchRun", h.launch_run),
+        method("launchRun", h.launch_run, changes=RUN_CHANGES),
         method("getRun", h.get_run, inline=h.get_run_json),
         method("listRuns", h.list_runs),
-        method("resumeRun", h.resume_run),
-        method("cancelRun", h.cancel_run),
-        method("runs.rerun", h.rerun),
+        method("resumeRun", h.resume_run, changes=RUN_CHANGES),
+        method("cancelRun", h.cancel_run, changes=RUN_CHANGES),
+        method("runs.rerun", h.rerun, changes=RUN_CHANGES),
         method("listNodeStates", h.list_node_states),
     ]
 

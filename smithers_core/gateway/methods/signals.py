@@ -36,7 +36,7 @@ def methods(ctx: GatewayContext) -> list[RpcMethod]:
         return result
 
     aliases = catalog.names_of(NAME)[1:]
-    return [RpcMethod(NAME, submit_signal, METHOD_SCOPES[NAME], aliases=aliases)]
+    return [RpcMethod(NAME, submit_signal, METHOD_SCOPES[NAME], aliases=aliases, changes=("runs",))]
 
 
 __all__ = ["methods"]

@@ -153,12 +153,23 @@ class CronMethods:
         return started
 
 
+CRONS = ("crons",)
+
+
 def cron_methods(host: HostContext) -> list[RpcMethod]:
     """The four methods, their aliases and scopes (reference 5.3 and 6.7)."""
     m = CronMethods(host)
     return [
         RpcMethod("cronList", m.list, scope="cron:read", aliases=("cron.list",)),
-        RpcMethod("cronCreate", m.create, scope="cron:write", aliases=("cron.add",)),
-        RpcMethod("cronDelete", m.delete, scope="cron:write", aliases=("cron.remove",)),
-        RpcMethod("cronRun", m.run, scope="cron:write", aliases=("cron.trigger",)),
+        RpcMethod("cronCreate", m.create, scope="cron:write", aliases=("cron.add",), changes=CRONS),
+        RpcMethod(
+            "cronDelete", m.delete, scope="cron:write", aliases=("cron.remove",), changes=CRONS
+        ),
+        RpcMethod(
+            "cronRun",
+            m.run,
+            scope="cron:write",
+            aliases=("cron.trigger",),
+            changes=("crons", "runs"),
+        ),
     ]
