@@ -333,3 +333,25 @@ def test_every_route_is_tested() -> None:
         pytest.skip("checks the cases of this module's other tests; run them with it")
     missing = {(r.method, r.path) for r in ROUTES} - COVERED
     assert not missing, f"routes without a test: {sorted(missing)}"
+
+
+async def test_facade_calls_are_counted_like_rpc_calls(tmp_path: Path) -> None:
+    def count(text: str, line: str) -> float:
+        for row in text.splitlines():
+            if row.startswith(line + " "):
+                return float(row.rsplit(" ", 1)[1])
+        return 0.0
+
+    async with (
+        running(rest_gateway(tmp_path)) as gw,
+        http(gw, "op-token") as op,
+        http(gw, "crons-only") as crons_only,
+    ):
+        calls = 'smithers_gateway_rpc_calls_total{method="listRuns",transport="http"}'
+        forbidden = 'smithers_gateway_errors_total{code="FORBIDDEN"}'
+        before = (await op.get("/metrics")).text
+        ok(await op.get("/v1/api/runs"))
+        fails(await crons_only.get("/v1/api/runs"), 403, "FORBIDDEN")
+        after = (await op.get("/metrics")).text
+        assert count(after, calls) == count(before, calls) + 2
+        assert count(after, forbidden) == count(before, forbidden) + 1

@@ -54,7 +54,7 @@ class RunStreamsPort(Protocol):
 class DispatchPort(Protocol):
     """What :meth:`GatewayContext.call` needs of the dispatcher."""
 
-    async def call(self, call: RpcCall, method: str, params: Any) -> Any: ...
+    async def call_as(self, identity: Identity, method: str, params: Any) -> Any: ...
 
 
 class GatewayContext:
@@ -203,7 +203,7 @@ class GatewayContext:
     async def call(self, identity: Identity, method: str, params: Mapping[str, Any]) -> Any:
         if self.dispatcher is None:
             raise SmithersError("HOST_NOT_RUNNING", "The gateway has no dispatcher")
-        return await self.dispatcher.call(RpcCall(identity, "http"), method, dict(params))
+        return await self.dispatcher.call_as(identity, method, dict(params))
 
     def on_change(self, listener: Callable[[frozenset[str]], None]) -> Callable[[], None]:
         return self.changes.listen(listener)

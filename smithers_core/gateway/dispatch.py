@@ -118,6 +118,16 @@ class Dispatcher:
             self.ctx.changes.changed(target.changes)
         return result
 
+    async def call_as(self, identity: Identity, method: str, params: Any) -> Any:
+        """A call a plugin makes for ``identity`` (``HostContext.call``), counted like an HTTP
+        RPC call in ``rpc_calls_total`` and, when it fails, ``errors_total``."""
+        self.ctx.metrics.call(self.label(method), "http")
+        try:
+            return await self.call(RpcCall(identity, "http"), method, params)
+        except Exception as exc:
+            self.ctx.metrics.errors.labels(rpc_error(exc).code).inc()
+            raise
+
     def label(self, method: str) -> str:
         """``rpc_calls_total``'s method label: the name called when something serves it."""
         if method.startswith("ext."):
