@@ -385,3 +385,37 @@ async def served(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
         finally:
             bound.server.force_exit = True
             await bound.close()
+
+
+async def test_integers_beyond_sqlite_are_refused_not_500(tmp_path: Path) -> None:
+    """A frame number, attempt, iteration or cursor past 2**63 - 1 cannot be bound in a query:
+    it is a 400 with the method's code, and a limit past it is clamped as before."""
+    huge = 10**30
+    async with running(make_gateway(tmp_path, tokens=TOKENS)) as gw, http(gw, OP_TOKEN) as c:
+        launched = await c.post("/v1/rpc/launchRun", json={"workflow": "deploy"})
+        run_id = launched.json()["payload"]["runId"]
+        refused = {
+            "frames.list": ({"runId": run_id, "afterFrameNo": huge}, "INVALID_INPUT"),
+            "frames.get": ({"runId": run_id, "frameNo": huge}, "INVALID_INPUT"),
+            "attempts.list": (
+                {"runId": run_id, "nodeId": "ship", "iteration": huge},
+                "INVALID_REQUEST",
+            ),
+            "attempts.get": (
+                {"runId": run_id, "nodeId": "ship", "iteration": 0, "attempt": huge},
+                "INVALID_REQUEST",
+            ),
+            "submitApproval": (
+                {"runId": run_id, "nodeId": "ship", "iteration": huge, "approved": True},
+                "INVALID_REQUEST",
+            ),
+        }
+        for method, (params, code) in refused.items():
+            response = await c.post(f"/v1/rpc/{method}", json=params)
+            assert response.status_code == 400, (method, response.text)
+            assert response.json()["error"]["code"] == code, method
+        for method, params in (
+            ("frames.list", {"runId": run_id, "limit": huge}),
+            ("listRuns", {"filter": {"limit": huge}}),
+        ):
+            assert (await c.post(f"/v1/rpc/{method}", json=params)).status_code == 200

@@ -185,12 +185,18 @@ class _TransportPlugin:
 def test_hook_smithers_transports() -> None:
     host = load_plugins(PluginsSection(), environ={}, extra=[("fx.transport", _TransportPlugin())])
     transports = host.transports(ListingHost())
-    assert sorted(t.name for t in transports) == ["core.gateway_rpc", "core.gateway_ws", "fixture"]
+    assert sorted(t.name for t in transports) == [
+        "core.gateway_rpc",
+        "core.gateway_ws",
+        "fixture",
+        "smithers_rest",
+    ]
     host.list_public_routes()
     assert host.infos["fx.transport"].public_routes == ["/fixture/public"]
     # core's WebSocket RPC authenticates in-band, so its upgrade route is listed as public
     assert host.infos["core.gateway_ws"].public_routes == ["/*"]
     assert host.infos["core.gateway_rpc"].public_routes == []
+    assert host.infos["smithers_rest"].public_routes == ["/v1/api/openapi.json"]
 
 
 def test_hook_smithers_schedulers() -> None:

@@ -40,7 +40,7 @@ async def test_a_launch_produces_a_change_naming_runs(tmp_path: Path) -> None:
 
 
 async def test_changes_are_coalesced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SMITHERS_REST_STREAM_COALESCE_MS", "400")
+    monkeypatch.setenv("SMITHERS_REST_STREAM_COALESCE_MS", "1000")
     async with running(rest_gateway(tmp_path)) as gw, open_changes(gw) as changes:
         await changes.until("heartbeat")
         async with http(gw, "op-token") as op:
@@ -69,10 +69,11 @@ async def test_resume_after_a_dropped_connection(tmp_path: Path) -> None:
             await changes.until("heartbeat")
             await op.post("/v1/api/crons", json={**CRON, "cronId": "a"})
             seen = await changes.until("change")
-        # disconnected: two more changes happen
-        await op.post("/v1/api/crons", json={**CRON, "cronId": "b"})
+        # disconnected: two more changes happen (another client sees them)
         async with open_changes(gw) as watcher:
             await watcher.until("heartbeat")
+            await op.post("/v1/api/crons", json={**CRON, "cronId": "b"})
+            assert (await watcher.until("change")).id == (seen.id or 0) + 1
             await op.delete("/v1/api/crons/a")
             last = await watcher.until("change")
         assert last.id == (seen.id or 0) + 2

@@ -3,12 +3,21 @@ whose codes and messages upstream fixes (reference 5)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, StrictBool, StrictInt, StrictStr, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+)
 
 from smithers_core.contributions import RpcCall
 from smithers_core.errors import SmithersError, validation_issues
+from smithers_core.http.params import MAX_SQL_INT
 from smithers_core.ids import clip, is_run_id, run_id_error
 
 MAX_OFFSET = 2**53 - 1
@@ -49,23 +58,27 @@ class RerunParams(_Params):
     newRunId: StrictStr | None = None
 
 
+SqlInt = Annotated[StrictInt, Field(ge=-MAX_SQL_INT - 1, le=MAX_SQL_INT)]
+"""An integer SQLite can store: a query parameter beyond it is refused, never a 500."""
+
+
 class AttemptsListParams(_Params):
     runId: StrictStr
     nodeId: StrictStr | None = None
-    iteration: StrictInt | None = None
+    iteration: SqlInt | None = None
 
 
 class AttemptGetParams(_Params):
     runId: StrictStr
     nodeId: StrictStr
-    iteration: StrictInt
-    attempt: StrictInt
+    iteration: SqlInt
+    attempt: SqlInt
 
 
 class ApprovalParams(_Params):
     runId: StrictStr
     nodeId: StrictStr
-    iteration: StrictInt = 0
+    iteration: SqlInt = 0
     approved: StrictBool | None = None
     note: StrictStr | None = None
     decision: dict[str, Any] | None = None
@@ -122,6 +135,12 @@ def sub(params: dict[str, Any], name: str) -> dict[str, Any]:
 
 def is_positive_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def is_row_number(value: Any) -> bool:
+    """A positive integer SQLite can bind (a frame number, a cursor); a bigger one is refused
+    rather than answered with a 500."""
+    return is_positive_int(value) and value <= MAX_SQL_INT
 
 
 def positive_limit(value: Any, default: int, cap: int) -> int:
@@ -218,6 +237,7 @@ __all__ = [
     "auto_subscribe",
     "check_run_ids",
     "is_positive_int",
+    "is_row_number",
     "offset_of",
     "parse",
     "positive_limit",

@@ -1,7 +1,8 @@
 """The request pipeline both HTTP surfaces share (reference/server.md 2.4, 2.13 and 3.2).
 
 For every request: the lifespan protocol; ``GET /health`` before auth; the surface's token
-check on everything else, unknown paths included (auth before routing); one
+check on everything else but the app's public routes (:meth:`HostApp.add_public`, e.g.
+start_server's ``GET /openapi.json``), unknown paths included (auth before routing); one
 :class:`~smithers_core.http.router.Router` on the raw path, whose captured segments are decoded
 with ``decodeURIComponent`` rules; a wrong method or unknown path is 404 ``NOT_FOUND``; errors
 answer through the surface's table; each request is recorded in the metrics under its route's
@@ -35,7 +36,7 @@ from smithers_core.http.responses import (
     http_error_response,
     json_response,
 )
-from smithers_core.http.router import Match, Router
+from smithers_core.http.router import Match, Route, Router
 from smithers_core.metrics import CONTENT_TYPE, HostMetrics
 from smithers_core.runtime import Runtime
 
@@ -85,6 +86,12 @@ class HostApp:
         runtime.hub.add_tap(self.metrics.observe_events)
         self.streams = StreamRegistry(runtime.hub, self.metrics.sse_streams.inc)
         self.router: Router[Handler] = Router()
+        self.public: set[Route[Handler]] = set()
+        """Routes answered without the token (``GET /health`` is answered before routing)."""
+
+    def add_public(self, path: str, handler: Handler) -> None:
+        """Add a ``GET`` route that needs no token, like ``/health``."""
+        self.public.add(self.router.add(path, handler))
 
     # -- what handlers use ------------------------------------------------------------------
     def reply(self, status: int, body: Any) -> Reply:
@@ -141,7 +148,12 @@ class HostApp:
         strict = self.surface.strict_headers
         headers = scope_headers(scope)
         try:
-            if self.token is not None and not self.surface.authorized(headers, self.token):
+            public = found is not None and found.route in self.public
+            if (
+                self.token is not None
+                and not public
+                and not self.surface.authorized(headers, self.token)
+            ):
                 return error_response(401, "UNAUTHORIZED", UNAUTHORIZED_MESSAGE, strict=strict)
             if found is None:
                 return error_response(404, "NOT_FOUND", "Route not found", strict=strict)

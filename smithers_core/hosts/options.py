@@ -14,6 +14,8 @@ HEADERS_TIMEOUT_MS = 30_000
 REQUEST_TIMEOUT_MS = 60_000
 SSE_KEEPALIVE_MS = 10_000
 SSE_POLL_MS = 250
+MAX_WORKFLOW_PATH = 4096
+"""The longest ``workflowPath`` start_server takes (longer is 400 ``INVALID_REQUEST``)."""
 
 
 def option_ms(given: int | None, env_name: str, default: int) -> int:
@@ -28,6 +30,7 @@ __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
     "DEFAULT_PORT",
     "HEADERS_TIMEOUT_MS",
+    "MAX_WORKFLOW_PATH",
     "REQUEST_TIMEOUT_MS",
     "SSE_KEEPALIVE_MS",
     "SSE_POLL_MS",

@@ -32,6 +32,7 @@ from smithers_core.errors import SmithersError
 from smithers_core.hosts.app import HostApp, Request
 from smithers_core.hosts.sse import parse_cursor
 from smithers_core.http.errors import HttpError
+from smithers_core.http.params import MAX_SQL_INT
 from smithers_core.http.responses import Response
 from smithers_core.ids import check_run_id
 from smithers_core.store.runs import CancelAttribution
@@ -189,13 +190,18 @@ class RunRoutes:
 
 
 def decision_fields(body: dict[str, Any]) -> tuple[int, str | None, str | None]:
-    """``iteration`` (default 0), ``note`` and ``decidedBy`` of an approve/deny body."""
+    """``iteration`` (default 0, an integer from 0 to 2**63 - 1), ``note`` and ``decidedBy``
+    of an approve/deny body (400 ``INVALID_REQUEST`` otherwise)."""
     iteration = body.get("iteration", 0)
     if iteration is None:
         iteration = 0
     if isinstance(iteration, float) and iteration.is_integer():
         iteration = int(iteration)
-    if not isinstance(iteration, int) or isinstance(iteration, bool) or iteration < 0:
+    if (
+        not isinstance(iteration, int)
+        or isinstance(iteration, bool)
+        or not 0 <= iteration <= MAX_SQL_INT  # beyond SQLite's integers: no such iteration
+    ):
         raise HttpError(400, "INVALID_REQUEST", "iteration must be a non-negative integer")
     note = body.get("note")
     decided_by = body.get("decidedBy")

@@ -3,7 +3,8 @@
 Its route table in upstream's order. The run routes are the shared ones
 (:mod:`~smithers_core.hosts.run_routes`); this module adds what only start_server has:
 starting and resuming runs by ``workflowPath`` (sandboxed in ``root_dir``, real paths with
-symlinks followed, reloaded when the file changes), the run list and the pending approvals.
+symlinks followed, reloaded when the file changes), the run list, the pending approvals and
+its OpenAPI document (``GET /openapi.json``, :mod:`~smithers_core.hosts.openapi`).
 Every route reads the runtime's store, so runs survive a restart.
 """
 
@@ -20,12 +21,13 @@ import anyio.to_thread
 
 from smithers_core.errors import SmithersError
 from smithers_core.hosts.app import HostApp, Request
-from smithers_core.hosts.options import DEFAULT_MAX_BODY_BYTES
+from smithers_core.hosts.openapi import server_document_bytes
+from smithers_core.hosts.options import DEFAULT_MAX_BODY_BYTES, MAX_WORKFLOW_PATH
 from smithers_core.hosts.run_routes import RunRoutes
 from smithers_core.hosts.surface import SERVER
 from smithers_core.http.errors import HttpError
 from smithers_core.http.params import js_number, positive_int
-from smithers_core.http.responses import Response
+from smithers_core.http.responses import STRICT, Reply, Response
 from smithers_core.ids import check_run_id
 from smithers_core.runtime import Runtime
 from smithers_core.store import SmithersDb
@@ -33,7 +35,6 @@ from smithers_core.workflow.definition import Workflow
 from smithers_core.workflow.loader import load_workflow, split_spec
 from smithers_core.workflow.models import RunAuth
 
-MAX_WORKFLOW_PATH = 4096
 log = logging.getLogger("smithers.hosts")
 
 OUTSIDE_ROOT = "Workflow path must be within server root directory"
@@ -64,6 +65,7 @@ class ServerApp(HostApp):
         runs = RunRoutes(self)
         add = self.router.add
         add("/metrics", self.metrics_route)
+        self.add_public("/openapi.json", self.openapi_route)
         add("/v1/runs", self.start, ("POST",))
         add("/v1/runs/{runId}/resume", self.resume, ("POST",))
         add("/v1/runs/{runId}/cancel", runs.cancel, ("POST",))
@@ -77,6 +79,11 @@ class ServerApp(HostApp):
         for path in ("/v1/approvals", "/v1/approval/list", "/approval/list", "/approvals"):
             add(path, self.approvals)
         add("/v1/runs", self.list_runs)
+
+    async def openapi_route(self, req: Request) -> Response:
+        """``GET /openapi.json``: the OpenAPI 3.1 document of these routes (public, like
+        ``/health``; built once per process, see :mod:`~smithers_core.hosts.openapi`)."""
+        return Reply(200, server_document_bytes(), STRICT)
 
     # -- start and resume -------------------------------------------------------------------
     async def start(self, req: Request) -> Response:
@@ -143,7 +150,8 @@ class ServerApp(HostApp):
         if isinstance(raw_config, dict) and "maxConcurrency" in raw_config:
             value = raw_config["maxConcurrency"]
             if isinstance(value, int | float):  # bool included, as JS Number(true) is 1
-                number = float(value)
+                # an integer beyond a double is Infinity in JavaScript: refused below
+                number = float(value) if abs(value) < 2**1023 else math.inf
             elif isinstance(value, str):
                 number = js_number(value)
             else:

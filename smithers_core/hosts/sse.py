@@ -23,6 +23,7 @@ from starlette.types import Receive, Scope, Send
 from smithers_core.engine.transitions import TERMINAL_RUN
 from smithers_core.eventhub import EventHub, StoredEvent
 from smithers_core.http.errors import HttpError
+from smithers_core.http.params import MAX_SQL_INT
 from smithers_core.http.responses import Reply, Response
 
 PAGE = 200
@@ -37,13 +38,17 @@ _INT = re.compile(r"^\s*-?\d+\s*$")
 
 
 def parse_cursor(last_event_id: str | None, after_seq: str | None) -> int:
-    """``Last-Event-ID`` wins over ``afterSeq``; default -1 (from the first event)."""
+    """``Last-Event-ID`` wins over ``afterSeq``; default -1 (from the first event); a cursor
+    beyond SQLite's integers reads as the largest one (nothing after it)."""
     for name, raw in (("Last-Event-ID", last_event_id), ("afterSeq", after_seq)):
         if raw is None:
             continue
         if not _INT.match(raw):
             raise HttpError(400, "INVALID_REQUEST", f'Expected an integer {name}, got "{raw}"')
-        return max(-1, int(raw))
+        digits = raw.strip()
+        if len(digits.lstrip("-").lstrip("0")) > 19:  # beyond int64 (and int()'s digit limit)
+            return -1 if digits.startswith("-") else MAX_SQL_INT
+        return max(-1, min(int(digits), MAX_SQL_INT))
     return -1
 
 

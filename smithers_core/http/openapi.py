@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any
 
 from pydantic import BaseModel
@@ -116,6 +117,14 @@ def _parameters(op: Operation, schemas: _Schemas) -> list[dict[str, Any]]:
     return out
 
 
+def _phrase(status: int) -> str:
+    """``Not Found`` for 404: an error response's description."""
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
 def _operation(op: Operation, schemas: _Schemas, error_ref: dict[str, Any]) -> dict[str, Any]:
     doc: dict[str, Any] = {"operationId": op.operation_id, "summary": op.summary}
     if op.description:
@@ -145,7 +154,10 @@ def _operation(op: Operation, schemas: _Schemas, error_ref: dict[str, Any]) -> d
     for status in op.errors:
         responses.setdefault(
             str(status),
-            {"description": "Error", "content": {"application/json": {"schema": error_ref}}},
+            {
+                "description": _phrase(status),
+                "content": {"application/json": {"schema": error_ref}},
+            },
         )
     doc["responses"] = responses
     if op.auth == "bearer":

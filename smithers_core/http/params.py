@@ -14,6 +14,15 @@ _PREFIXED = re.compile(r"^0([xXoObB])([0-9a-fA-F]+)$")
 _INT_PREFIX = re.compile(r"^\s*([+-]?\d+)")
 _HEX = frozenset("0123456789abcdefABCDEF")
 
+MAX_SQL_INT = 2**63 - 1
+"""The largest integer SQLite stores; numbers parsed here are clamped to +-this (a limit or a
+cursor beyond it means the same as at it), so they bind in a query instead of overflowing."""
+
+
+def clamp_sql_int(n: int) -> int:
+    """``n`` clamped to SQLite's 64-bit integer range."""
+    return max(-MAX_SQL_INT - 1, min(n, MAX_SQL_INT))
+
 
 def strict_unquote(segment: str) -> str:
     """``decodeURIComponent``: a malformed escape, bad UTF-8 or a NUL is 400
@@ -60,32 +69,41 @@ def js_number(raw: str) -> float:
             return float(int(m.group(2), base))
         except ValueError:
             return math.nan
+        except OverflowError:  # beyond a double, as Number("0xfff...") is Infinity
+            return math.inf
     return math.nan
 
 
 def positive_int(raw: str | None, default: int) -> int:
-    """Absent -> default; not finite or <= 0 -> 400; else floor (so "0.5" gives 0)."""
+    """Absent -> default; not finite or <= 0 -> 400; else floor (so "0.5" gives 0), at most
+    :data:`MAX_SQL_INT`."""
     if raw is None:
         return default
     n = js_number(raw)
     if not math.isfinite(n) or n <= 0:
         raise HttpError(400, "INVALID_REQUEST", f'Expected a positive integer, got "{clip(raw)}"')
-    return math.floor(n)
+    return clamp_sql_int(math.floor(n))
 
 
 def optional_int(raw: str | None, default: int) -> int:
-    """Absent -> default; not finite -> 400; else floor."""
+    """Absent -> default; not finite -> 400; else floor (clamped, :func:`clamp_sql_int`)."""
     if raw is None:
         return default
     n = js_number(raw)
     if not math.isfinite(n):
         raise HttpError(400, "INVALID_REQUEST", f'Expected a number, got "{clip(raw)}"')
-    return math.floor(n)
+    return clamp_sql_int(math.floor(n))
 
 
 def int_prefix(raw: str | None) -> int | None:
-    """``parseInt(raw, 10)``: the leading base-10 integer, or None."""
+    """``parseInt(raw, 10)``: the leading base-10 integer (clamped, :func:`clamp_sql_int`), or
+    None."""
     if raw is None:
         return None
     m = _INT_PREFIX.match(raw)
-    return int(m.group(1)) if m else None
+    if m is None:
+        return None
+    digits = m.group(1)
+    if len(digits.lstrip("+-").lstrip("0")) > 19:  # beyond int64 (and int()'s digit limit)
+        return clamp_sql_int(-(10**19) if digits.startswith("-") else 10**19)
+    return clamp_sql_int(int(digits))

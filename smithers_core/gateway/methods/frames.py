@@ -12,6 +12,7 @@ from smithers_core.gateway.params import (
     AttemptGetParams,
     AttemptsListParams,
     is_positive_int,
+    is_row_number,
     parse,
     run_id_of,
 )
@@ -30,7 +31,7 @@ class HistoryMethods:
         if not is_positive_int(limit):
             raise SmithersError("INVALID_INPUT", "limit must be a positive integer")
         after = params.get("afterFrameNo")
-        if after is not None and not is_positive_int(after):
+        if after is not None and not is_row_number(after):
             raise SmithersError("INVALID_INPUT", "afterFrameNo must be a positive integer")
         self.ctx.views.run_row(run_id)
         return self.ctx.db.list_frames(run_id, min(int(limit), 1000), after)
@@ -38,7 +39,7 @@ class HistoryMethods:
     async def frames_get(self, call: RpcCall, params: dict[str, Any]) -> Any:
         run_id = run_id_of(params)
         frame_no = params.get("frameNo")
-        if frame_no is not None and not is_positive_int(frame_no):
+        if frame_no is not None and not is_row_number(frame_no):
             raise SmithersError("INVALID_INPUT", "frameNo must be a positive integer")
         self.ctx.views.run_row(run_id)
         frame = self.ctx.db.get_frame(run_id, frame_no)

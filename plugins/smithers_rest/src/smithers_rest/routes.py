@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from smithers_core.errors import SmithersError
+from smithers_core.http.params import MAX_SQL_INT
 from smithers_core.ids import check_run_id
 from smithers_rest import models as m
 
@@ -226,8 +227,10 @@ def events_params(req: RestRequest) -> tuple[str, str | None, int, int]:
     check_run_id(run_id, code="INVALID_REQUEST")
     if node_id is not None and not isinstance(node_id, str):
         raise SmithersError("INVALID_REQUEST", "nodeId must be a string")
-    if not isinstance(after, int) or isinstance(after, bool) or after < -1:
-        raise SmithersError("INVALID_REQUEST", "afterSeq must be an integer >= -1")
+    if not isinstance(after, int) or isinstance(after, bool) or not -1 <= after <= MAX_SQL_INT:
+        raise SmithersError(
+            "INVALID_REQUEST", f"afterSeq must be an integer from -1 to {MAX_SQL_INT}"
+        )
     if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= EVENTS_MAX:
         raise SmithersError("INVALID_REQUEST", f"limit must be an integer from 1 to {EVENTS_MAX}")
     return run_id, node_id, after, limit
