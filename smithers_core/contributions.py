@@ -43,6 +43,8 @@ class RouteSpec:
     ``path`` and every path that starts with it; exact routes win over prefixes.
     ``error_body(code, message, details)`` is the JSON body an HTTP route's authentication or
     scope failure answers (with the code's status); by default the RPC error frame.
+    ``sign_in``: a browser page request (``Accept: text/html``) failing authentication is
+    redirected there (302, ``?next=`` the path it asked for) instead.
     """
 
     path: str
@@ -55,6 +57,7 @@ class RouteSpec:
     asgi: bool = False
     prefix: bool = False
     error_body: Callable[[str, str, Mapping[str, Any] | None], Any] | None = None
+    sign_in: str | None = None
 
 
 @runtime_checkable
@@ -222,13 +225,20 @@ class Scheduler(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class UiMount:
-    """A UI served under ``path`` (an ASGI app and/or a folder of static assets)."""
+    """A UI served under ``path`` (an ASGI app and/or a folder of static assets).
+
+    ``option="operator_ui"`` mounts require authentication and ``scope`` (default
+    ``run:read``); other mounts are public. ``sign_in`` is a path a browser (``Accept:
+    text/html``) that fails authentication on the mount is redirected to (302, with
+    ``?next=<the page it asked for>``) instead of the JSON error API clients get.
+    """
 
     path: str
     title: str
     app: ASGIApp | None = None
     assets: Path | None = None
     option: str = "ui"
+    sign_in: str | None = None
 
 
 @runtime_checkable

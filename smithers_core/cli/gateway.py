@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,15 @@ from smithers_core.workflow.loader import load_workflow
 LISTEN_KEYS = ("host", "port", "path")
 
 
+def resolve_entry(ui: Mapping[str, Any], base_dir: Path) -> dict[str, Any]:
+    """A ``ui`` option whose relative ``entry`` is made absolute against the config's folder."""
+    out = dict(ui)
+    entry = out.get("entry")
+    if isinstance(entry, str) and entry and not Path(entry).expanduser().is_absolute():
+        out["entry"] = str(base_dir / entry)
+    return out
+
+
 def build_gateway(
     config: SmithersConfig, plugins: PluginHost | None = None
 ) -> tuple[Gateway, dict[str, Any]]:
@@ -42,6 +52,8 @@ def build_gateway(
     """
     options = dict(config.gateway)
     listen = {k: options.pop(k) for k in LISTEN_KEYS if k in options}
+    if isinstance(options.get("ui"), Mapping):
+        options["ui"] = resolve_entry(options["ui"], config.base_dir)
     if config.auth:
         options["auth"] = dict(config.auth)
     if plugins is None:
@@ -54,7 +66,9 @@ def build_gateway(
             load_workflow(spec),
             schedule=entry.schedule,
             webhook=entry.webhook,
-            ui=entry.ui,
+            ui=resolve_entry(entry.ui, config.base_dir)
+            if isinstance(entry.ui, Mapping)
+            else entry.ui,
             system=entry.system,
         )
     return gateway, listen
@@ -105,6 +119,8 @@ def run_gateway(args: argparse.Namespace) -> int:
                 keys = ", ".join(sorted(gateway.workflows)) or "(none)"
                 print(f"smithers gateway listening on {bound.url}", flush=True)
                 print(f"  auth: {gateway.auth.mode}; workflows: {keys}", flush=True)
+                for mount in gateway.context.routes.mounts:
+                    print(f"  ui: {bound.url}{mount.path} ({mount.title})", flush=True)
                 banner = access_banner(access) if access is not None else None
                 if banner is not None:
                     print(banner, flush=True)

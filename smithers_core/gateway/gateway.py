@@ -183,7 +183,7 @@ class Gateway:
     def _mount(self, transports: list[Transport], mounts: list[UiMount]) -> list[Transport]:
         """A fresh route table: core's routes, the transports' routes and the UI mounts."""
         table = RouteTable()
-        table.add("core", core_routes(self.context))
+        table.add("core", core_routes(self.context, mounts))
         for transport in transports:
             table.add(transport.name, transport.routes)
         for mount in mounts:

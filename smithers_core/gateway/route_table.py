@@ -38,6 +38,7 @@ class RouteTable:
     def __init__(self) -> None:
         self.http: Router[RouteSpec] = Router()
         self.ws: Router[RouteSpec] = Router()
+        self.mounts: list[UiMount] = []
 
     def add(self, owner: str, routes: Iterable[RouteSpec]) -> None:
         """Mount ``routes`` contributed by ``owner`` (``PLUGIN_CONFLICT`` / ``PLUGIN_INVALID``)."""
@@ -50,6 +51,7 @@ class RouteTable:
     def add_mount(self, owner: str, mount: UiMount) -> None:
         """Serve a UI at ``mount.path`` and below (GET and HEAD). A mount whose ``option`` is
         ``"operator_ui"`` requires authentication; other UIs are public."""
+        self.mounts.append(mount)
         app = mount.app
         if app is None and mount.assets is not None:
             app = StaticFiles(directory=str(mount.assets), html=True)
@@ -61,7 +63,14 @@ class RouteTable:
 
         def route(path: str, under: bool) -> RouteSpec:
             return RouteSpec(
-                path, served, MOUNT_METHODS, auth=auth, asgi=True, prefix=under, name=mount.title
+                path,
+                served,
+                MOUNT_METHODS,
+                auth=auth,
+                asgi=True,
+                prefix=under,
+                name=mount.title,
+                sign_in=mount.sign_in,
             )
 
         routes = [route(prefix.rstrip("/") + "/", True)]  # everything below the mount

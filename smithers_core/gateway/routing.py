@@ -15,6 +15,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable
 from typing import Any
+from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.websockets import WebSocket
@@ -27,7 +28,7 @@ from smithers_core.gateway.authn import auth_request
 from smithers_core.gateway.context import GatewayContext
 from smithers_core.gateway.endpoints import not_found
 from smithers_core.gateway.wire import error_frame, request_id_of, status_for_code
-from smithers_core.http.asgi import deny, lifespan, scope_headers, scope_peer
+from smithers_core.http.asgi import deny, lifespan, respond, scope_headers, scope_peer
 from smithers_core.http.responses import GATEWAY, send_json
 
 NOT_FOUND_BODY = b"Not Found\n"
@@ -44,6 +45,25 @@ def share_request_state(
     state["identity"] = identity
     if headers is not None:
         state["headers"] = headers
+
+
+def _wants_html(headers: dict[str, str]) -> bool:
+    return "text/html" in headers.get("accept", "")
+
+
+async def _redirect_to_sign_in(send: Any, sign_in: str, scope: dict[str, Any]) -> None:
+    """302 to the route's sign-in page, ``next`` being the page asked for."""
+    asked = str(scope.get("path", "/"))
+    query = scope.get("query_string") or b""
+    if query:
+        asked += "?" + query.decode("latin-1")
+    location = sign_in + "?next=" + quote(asked, safe="/")
+    await respond(
+        send,
+        302,
+        b"",
+        [(b"location", location.encode("latin-1")), (b"cache-control", b"no-store")],
+    )
 
 
 class GatewayApp:
@@ -102,6 +122,9 @@ class GatewayApp:
             try:
                 identity = await self._identity(scope, route, headers)
             except SmithersError as exc:
+                if route.sign_in and exc.code == "UNAUTHORIZED" and _wants_html(headers):
+                    await _redirect_to_sign_in(send, route.sign_in, scope)
+                    return
                 if route.error_body is not None:
                     body = route.error_body(exc.code, exc.message, exc.details)
                 else:
