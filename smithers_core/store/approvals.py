@@ -134,8 +134,8 @@ def decide_approval(
     decided_by: str | None,
     decision: Any,
 ) -> None:
-    """Record a person's decision (``ApprovalGranted`` or ``ApprovalDenied``); a None
-    ``decision`` keeps the stored one."""
+    """Record a person's decision (``ApprovalGranted`` or ``ApprovalDenied``, with
+    ``decidedBy`` and ``note``); a None ``decision`` keeps the stored one."""
     tx.execute(
         "UPDATE _smithers_approvals SET status = ?, decided_at_ms = ?, note = ?,"
         " decided_by = ?, decision_json = COALESCE(?, decision_json) WHERE run_id = ?"
@@ -151,7 +151,12 @@ def decide_approval(
             key[1],
         ),
     )
-    tx.emit(run_id, "ApprovalGranted" if approved else "ApprovalDenied", **node_event(key))
+    # who decided, and their note, stay in the event history (beyond upstream's fields)
+    tx.emit(
+        run_id,
+        "ApprovalGranted" if approved else "ApprovalDenied",
+        **node_event(key, decidedBy=decided_by, note=note),
+    )
 
 
 def withdraw_request(tx: Tx, run_id: str, key: Key) -> None:
