@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+import smithers_cron
 
 import smithers_ui
 from smithers_core.errors import SmithersError
@@ -309,3 +310,25 @@ def test_a_bad_entry_fails_listen(tmp_path: Path) -> None:
         await gw.close()
 
     anyio.run(main)
+
+
+async def test_config_entries_resolve_against_the_config_folder(tmp_path: Path) -> None:
+    from smithers_core.cli.gateway import build_gateway
+    from smithers_core.config import load_config
+
+    repo_examples = Path(__file__).resolve().parent.parent / "examples"
+    config = load_config(repo_examples / "smithers.toml")
+    config.gateway["db"] = f"sqlite:///{tmp_path / 'gw.db'}"
+    config.auth = {"mode": "token", "tokens": UI_TOKENS}  # never the examples' tokens file
+    host = plugin_host()
+    host.register(smithers_ui, "smithers_ui")
+    host.register(smithers_cron, "smithers_cron")
+    gateway, _ = build_gateway(config, host)
+    hello = gateway.workflows["hello"].ui
+    assert not isinstance(hello, bool) and hello is not None
+    assert hello.entry == str(repo_examples / "ui" / "hello")
+    async with running(gateway) as gw, http(gw) as anonymous:
+        page = await anonymous.get("/workflows/hello")
+        assert boot_of(page.text)["workflowKey"] == "hello" and "<title>Hello</title>" in page.text
+        script = await anonymous.get("/workflows/hello/__smithers_ui/client.js")
+        assert script.status_code == 200 and "launchRun" in script.text
