@@ -261,7 +261,16 @@ class PluginHost:
         return merged
 
     def ui_mounts(self, host: HostContext) -> list[UiMount]:
-        return [m for batch in self.pm.hook.smithers_ui_mounts(host=host) for m in batch or []]
+        return [m for _plugin, m in self.ui_mounts_by_plugin(host)]
+
+    def ui_mounts_by_plugin(self, host: HostContext) -> list[tuple[str, UiMount]]:
+        """``(plugin name, mount)`` for every contributed UI mount (two claims of one path
+        are reported by these names)."""
+        return [
+            (plugin, mount)
+            for plugin, result in self.contributions("smithers_ui_mounts", host=host)
+            for mount in cast("list[UiMount]", result or [])
+        ]
 
     def event_observers(self) -> list[EventObserver]:
         return [o for batch in self.pm.hook.smithers_event_observers() for o in batch or []]

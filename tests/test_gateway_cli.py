@@ -17,6 +17,7 @@ from tests.processes import SMITHERS, run, spawn
 def _example(tmp_path: Path) -> Path:
     for name in ("smithers.toml", "deploy.py", "hello.py"):
         shutil.copy(REPO_ROOT / "examples" / name, tmp_path / name)
+    shutil.copytree(REPO_ROOT / "examples" / "ui", tmp_path / "ui")  # hello's own page
     return tmp_path / "smithers.toml"
 
 

@@ -41,7 +41,7 @@ GRANTS = {
 }
 
 
-NO_CRON = {"SMITHERS_DISABLE_PLUGINS": "smithers_cron,smithers_webhooks"}
+NO_CRON = {"SMITHERS_DISABLE_PLUGINS": "smithers_cron,smithers_webhooks,smithers_ui"}
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +62,7 @@ def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 def make(tmp_path: Path, **options: Any) -> Gateway:
-    # the test plugin stands in for third-party cron and webhooks: the real ones are off
+    # the test plugin stands in for third-party cron, webhooks and UI: the real ones are off
     plugins = load_plugins(environ={"SMITHERS_PLUGINS": "smithers_test_plugin", **NO_CRON})
     gw = Gateway(
         plugins=plugins,

@@ -144,7 +144,8 @@ class Gateway:
             return self._bound
         ctx = self.context
         schedulers = self.plugins.schedulers(ctx)
-        mounts = self.plugins.ui_mounts(ctx)
+        owned = self.plugins.ui_mounts_by_plugin(ctx)
+        mounts = [mount for _owner, mount in owned]
         provided = {option for s in schedulers for option in getattr(s, "options", ()) or ()}
         ctx.registry.check_options(
             provided,
@@ -163,7 +164,7 @@ class Gateway:
                 "SERVER_INSECURE_BIND",
                 f"Refusing to bind {host} without auth; configure [auth] or set insecure = true",
             )
-        transports = self._mount(self.plugins.transports(ctx), mounts)
+        transports = self._mount(self.plugins.transports(ctx), owned)
         loop = asyncio.get_running_loop()
         ready: asyncio.Future[BoundServer] = loop.create_future()
         self._stop = asyncio.Event()
@@ -180,14 +181,16 @@ class Gateway:
         self._bound = bound
         return bound
 
-    def _mount(self, transports: list[Transport], mounts: list[UiMount]) -> list[Transport]:
+    def _mount(
+        self, transports: list[Transport], mounts: list[tuple[str, UiMount]]
+    ) -> list[Transport]:
         """A fresh route table: core's routes, the transports' routes and the UI mounts."""
         table = RouteTable()
-        table.add("core", core_routes(self.context, mounts))
+        table.add("core", core_routes(self.context, [mount for _owner, mount in mounts]))
         for transport in transports:
             table.add(transport.name, transport.routes)
-        for mount in mounts:
-            table.add_mount("ui", mount)
+        for owner, mount in mounts:
+            table.add_mount(owner, mount)
         self.context.use_routes(table)
         return transports
 
