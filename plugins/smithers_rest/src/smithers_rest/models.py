@@ -164,6 +164,17 @@ class LaunchBody(_Body):
     """``POST /v1/api/runs``: the workflow key (``workflow``, or ``workflowKey`` /
     ``workflowId``), its ``input`` and ``launchRun``'s ``runId`` / ``options``."""
 
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["workflow"]},
+                {"required": ["workflowKey"]},
+                {"required": ["workflowId"]},
+            ]
+        },
+    )
+
     workflow: str | None = None
     workflowKey: str | None = None
     workflowId: str | None = None
