@@ -256,7 +256,7 @@ async def test_workflow_pages(tmp_path: Path) -> None:
         assert (boot["kind"], boot["workflowKey"], boot["props"]) == (
             "workflow",
             "deploy",
-            {"a": 1},
+            {"a": 1, "consolePath": "/console", "signInPath": "/console/signin"},
         )
         assert boot["assetBasePath"] == "/apps/deploy/__smithers_ui/"
         assert "<title>Deploy</title>" in r.text

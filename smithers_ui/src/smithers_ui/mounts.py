@@ -111,13 +111,18 @@ def workflow_base(reg: Registration) -> Path:
     return folder if folder.is_dir() else Path.cwd()
 
 
-def workflow_mounts(reg: Registration) -> list[UiMount]:
-    """A workflow's page, and the redirect from ``/workflows/<key>`` when it lives elsewhere."""
+def workflow_mounts(reg: Registration, console: str | None = None) -> list[UiMount]:
+    """A workflow's page, and the redirect from ``/workflows/<key>`` when it lives elsewhere.
+    ``console`` is the console's path, given to the page as ``props.consolePath`` (and its
+    sign-in page as ``props.signInPath``) so it can link there."""
     option = reg.ui if isinstance(reg.ui, UiOption) else UiOption()
     default = f"/workflows/{reg.key}"
     path = _path(option.path, default)
     title = option.title or f"{reg.key} - Smithers"
     props = dict(option.props or {})
+    if console is not None:
+        props.setdefault("consolePath", console)
+        props.setdefault("signInPath", console.rstrip("/") + "/signin")
     boot = Boot("workflow", path, workflow_key=reg.key, props=props)
     if option.entry:
         assets, page = _entry(option.entry, workflow_base(reg))
@@ -148,14 +153,16 @@ def gateway_mounts(host: HostContext) -> list[UiMount]:
         title = str(ui.get("title") or "Smithers")
         mounts.append(UiMount(path, title, app=UiApp(boot, title, assets, page=page)))
         taken.add(path)
+    console = "/" if ui is True else None
     if isinstance(operator, Mapping):
         path = _path(operator.get("path"), "/console")
+        console = path
         if path not in taken:
             title = str(operator.get("title") or CONSOLE_TITLE)
             mounts += console_mounts(path, title, operator.get("props"))
     for reg in host.registrations.values():
         if reg.ui and not reg.system:
-            mounts += workflow_mounts(reg)
+            mounts += workflow_mounts(reg, console)
     return mounts
 
 
