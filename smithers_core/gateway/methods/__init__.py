@@ -7,16 +7,31 @@ from smithers_core.contributions import RpcMethod
 from smithers_core.gateway.context import GatewayContext
 from smithers_core.gateway.methods import (
     approvals,
+    control,
+    devtools,
     frames,
     outputs,
     prompts,
+    rewind,
     runs,
     signals,
     streams,
     workflows,
 )
 
-FAMILIES = (workflows, runs, frames, outputs, approvals, signals, streams, prompts)
+FAMILIES = (
+    workflows,
+    runs,
+    control,
+    frames,
+    outputs,
+    approvals,
+    signals,
+    streams,
+    prompts,
+    devtools,
+    rewind,
+)
 
 
 def core_methods(ctx: GatewayContext) -> list[RpcMethod]:
