@@ -12,6 +12,7 @@ from typing import Any
 
 from smithers_core.engine.engine import Engine, WorkflowResolver
 from smithers_core.engine.options import EngineOptions
+from smithers_core.engine.rewind import recover_interrupted
 from smithers_core.eventhub import EventHub
 from smithers_core.observers import ObserverDispatch
 from smithers_core.plugins import PluginHost
@@ -93,6 +94,8 @@ class Runtime:
                 )
             )
             self.service = RunService(self.engine, self.db)
+            # rewinds a crash interrupted: their audit rows become ``partial`` (issue 19)
+            await recover_interrupted(self.engine)
         except BaseException:
             await stack.aclose()
             raise

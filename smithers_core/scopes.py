@@ -149,6 +149,11 @@ METHOD_SCOPES: Final[dict[str, str]] = {
     "jumpToFrame": "run:admin",
     "getNodeOutput": "run:read",
     "listPrompts": "prompt:read",
+    "getDevToolsSnapshot": "observability:read",
+    "streamDevTools": "observability:read",
+    "getNodeDiff": "run:read",
+    "getRunDiff": "run:read",
+    "whatHappened": "run:read",
     # Dotted spellings and legacy aliases.
     "cron.list": "cron:read",
     "cron.add": "cron:write",
@@ -163,6 +168,7 @@ METHOD_SCOPES: Final[dict[str, str]] = {
     "approvals.decide": "approval:submit",
     "signals.send": "signal:submit",
     "devtools.getNodeOutput": "run:read",
+    "devtools.getNodeDiff": "run:read",
     # HTTP/legacy-only names with fixed scopes (upstream HTTP_ROUTE_SCOPES) and the rest of
     # the catalog the gateway knows, so name grants resolve to a scope that never escalates.
     # ("approve" is also a legacy level; the gateway resolves that method name through its

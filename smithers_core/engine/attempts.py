@@ -85,6 +85,7 @@ class Attempts:
             max_output_bytes=self.max_output_bytes,
             on_heartbeat=hb.heartbeat,
             on_log=hb.log,
+            on_usage=hb.usage,
             root_dir=self.host.root_dir,
             unconfined_tools=self.host.unconfined_tools,
         )
@@ -340,6 +341,15 @@ class HeartbeatSink:
                 if interval is not None:
                     fields["intervalMs"] = interval
                 tx.emit(run_id, "TaskHeartbeat", **node_event(key, **fields))
+
+        self.host.store.submit(change)
+
+    def usage(self, fields: dict[str, Any]) -> None:
+        """Emit one ``TokenUsageReported`` event of the attempt (``TaskContext.report_usage``)."""
+        run_id, key, attempt = self.run_id, self.key, self.attempt
+
+        def change(tx: Tx) -> None:
+            tx.emit(run_id, "TokenUsageReported", **node_event(key, attempt=attempt, **fields))
 
         self.host.store.submit(change)
 

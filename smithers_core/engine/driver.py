@@ -84,6 +84,7 @@ class RunDriver:
         self.lost = False
         self.done = anyio.Event()
         self.final_status: str | None = None
+        self.inbox_seq = -1  # the run's inbox_seq at the last state read
         self._tg: anyio.abc.TaskGroup | None = None
 
     # -- signals from the engine -----------------------------------------------------------
@@ -147,11 +148,21 @@ class RunDriver:
                 self.lost = True
                 continue
             run = st.run
+            self.inbox_seq = int(run["inbox_seq"])
             if run["runtime_owner_id"] != self.host.owner_id or run["status"] != "running":
                 self.lost = True
                 continue
             if run["cancel_requested_at_ms"] is not None:
                 self.cancel_requested = True
+                continue
+            if run["pause_requested_at_ms"] is not None:
+                # a pause request: start nothing new, let in-flight attempts finish (drain),
+                # then park the run as ``paused``
+                if self.attempts.inflight:
+                    await self._sleep(None)
+                    continue
+                if await self._pause(int(run["inbox_seq"])):
+                    return
                 continue
             try:
                 step = self._plan(st)
@@ -304,6 +315,15 @@ class RunDriver:
         if parked:
             self.final_status = status
         return parked
+
+    async def _pause(self, inbox_seq: int) -> bool:
+        run_id, owner_id = self.run_id, self.host.owner_id
+        paused: bool = await self.store.write(
+            lambda tx: runs.pause_run(tx, run_id, owner_id, inbox_seq)
+        )
+        if paused:
+            self.final_status = "paused"
+        return paused
 
     async def _cancel(self) -> None:
         await self._stop_inflight("aborted")

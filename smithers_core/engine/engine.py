@@ -24,10 +24,11 @@ import anyio.abc
 
 from smithers_core import jsonutil
 from smithers_core.clock import now_ms
+from smithers_core.engine import transitions
 from smithers_core.engine.driver import RunDriver
 from smithers_core.engine.host import SettledRun
 from smithers_core.engine.options import EngineOptions
-from smithers_core.engine.transitions import TERMINAL_RUN, WAITING_RUN, get_run_row
+from smithers_core.engine.transitions import PARKED_RUN, TERMINAL_RUN, get_run_row
 from smithers_core.engine.wait_models import WaitModels
 from smithers_core.errors import SmithersError
 from smithers_core.ids import check_run_id
@@ -284,7 +285,7 @@ class Engine:
                 )
                 if not orphaned:
                     return {"claimed": False, "status": status}
-            elif status not in WAITING_RUN:
+            elif status not in PARKED_RUN:  # waiting-* or paused
                 return {"claimed": False, "status": status}
             runs.claim_run(tx, run_id, owner_id)
             for a in nodes.attempts_in_states(tx.conn, run_id, ("in-progress",)):
@@ -387,6 +388,59 @@ class Engine:
             driver.request_cancel()
         return {"runId": run_id, "repaired": False, **result}
 
+    # -- pause and retry (issue 19; docs/engine.md "Pause and retry") -----------------------
+    async def pause(self, run_id: str) -> dict[str, Any]:
+        """Ask a ``running`` run to pause (durable; drained, then parked ``paused``)."""
+        await self.store.write(lambda tx: transitions.request_pause(tx, run_id))
+        self.notify(run_id)
+        return {"runId": run_id, "status": "pausing"}
+
+    def executing(self, row: dict[str, Any]) -> bool:
+        """True while a process drives the run (this one, or a live owner elsewhere)."""
+        if row["run_id"] in self.active or row["run_id"] in self._resuming:
+            return True
+        return row["status"] == "running" and self._owner_alive(row, now_ms())
+
+    async def retry_task(
+        self,
+        run_id: str,
+        key: tuple[str, int],
+        *,
+        reset_dependents: bool = True,
+        workflow: Workflow | None = None,
+        settle_timeout_s: float = 1.0,
+    ) -> list[tuple[str, int]]:
+        """Reset node ``key`` (and its dependents) and resume the run; the reset keys.
+        Waits up to ``settle_timeout_s`` for a run driven here to stop, else ``RUN_ACTIVE``."""
+        driver = self.active.get(run_id)
+        if driver is not None:
+            with anyio.move_on_after(settle_timeout_s):
+                await driver.done.wait()
+        reset = functools.partial(transitions.retry_task, executing=self.executing)
+        keys: list[tuple[str, int]] = await self.store.write(
+            lambda tx: reset(tx, run_id, key, reset_dependents)
+        )
+        await self.resume(run_id, workflow)
+        return keys
+
+    # -- rewind (issue 19): stop a run here and keep it stopped ------------------------------
+    async def hold(self, run_id: str, timeout_s: float) -> bool:
+        """Keep this engine from resuming ``run_id`` until :meth:`unhold`, and suspend it if it
+        executes here (in-flight attempts cancelled, nodes back to ``pending``); False when
+        its driver did not stop within ``timeout_s``. Always pair with :meth:`unhold`."""
+        self._resuming.add(run_id)
+        driver = self.active.get(run_id)
+        if driver is None:
+            return True
+        driver.request_shutdown()
+        with anyio.move_on_after(timeout_s):
+            await driver.done.wait()
+        return driver.done.is_set()
+
+    def unhold(self, run_id: str) -> None:
+        """End :meth:`hold`: the engine may resume ``run_id`` again."""
+        self._resuming.discard(run_id)
+
     # -- waiting for runs (CLI, tests) ------------------------------------------------------
     async def wait_settled(self, run_id: str) -> str | None:
         """Wait until this process stops driving ``run_id``; returns its final status."""
@@ -436,7 +490,8 @@ class Engine:
                 if row[1] is not None:
                     driver.request_cancel()
                 elif self._inbox.get(run_id) != row[2]:
-                    if run_id in self._inbox:
+                    # first sight: poke only if the driver has not read this inbox yet
+                    if run_id in self._inbox or driver.inbox_seq != row[2]:
                         driver.poke()
                     self._inbox[run_id] = row[2]
 

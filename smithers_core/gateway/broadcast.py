@@ -59,6 +59,9 @@ class Broadcaster:
             if ev.type == "RunStarted" and ev.seq == 0:
                 self.metrics.runs_started.inc()
             name, payload = map_event(ev.event)
+            if name in ("run.time_travel_jumped", "retry.task_started"):
+                # a rewound or retried run completes once more
+                self._completed.pop(ev.run_id, None)
             if name == "run.completed":
                 if ev.run_id in self._completed:
                     continue

@@ -38,8 +38,13 @@ _NODES = frozenset({"run_events", "nodes"})
 _APPROVALS = frozenset({"run_events", "approvals", "nodes"})
 
 
+_TIME_TRAVEL = frozenset({"run_events", "runs", "nodes", "node_outputs"})
+
+
 def event_collections(event_type: str) -> frozenset[str]:
     """The collections a committed run event of ``event_type`` changes."""
+    if event_type == "TimeTravelJumped":  # a rewind resets the run, its nodes and outputs
+        return _TIME_TRAVEL
     if event_type.startswith("Run"):
         return _RUNS
     if event_type == "NodeOutput":

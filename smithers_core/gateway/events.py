@@ -12,6 +12,7 @@ import re
 from typing import Any
 
 from smithers_core import jsonutil
+from smithers_core.store.db import usage_item
 
 TERMINAL_EVENTS = {"RunFinished": "finished", "RunFailed": "failed", "RunCancelled": "cancelled"}
 
@@ -102,6 +103,16 @@ def map_event(event: dict[str, Any]) -> tuple[str, dict[str, Any]]:
             "runId": run_id,
             "nodeId": node_id,
             "iteration": iteration,
+        }
+    if kind == "TokenUsageReported":
+        return "token.usage", {"runId": run_id, **usage_item(event, 0)}
+    if kind == "TimeTravelJumped":  # upstream's name and payload (reference engine 7.3)
+        return "run.time_travel_jumped", {
+            "runId": run_id,
+            "fromFrameNo": event.get("fromFrameNo"),
+            "toFrameNo": event.get("toFrameNo"),
+            "timestampMs": event.get("timestampMs"),
+            "caller": event.get("caller"),
         }
     if kind in TERMINAL_EVENTS:
         payload: dict[str, Any] = {"runId": run_id, "status": TERMINAL_EVENTS[kind]}

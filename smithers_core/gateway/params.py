@@ -163,7 +163,12 @@ def offset_of(value: Any) -> int:
 _RUN_ID_CODES = {
     "streamRunEvents": "InvalidRunId",
     "getDevToolsSnapshot": "InvalidRunId",
+    "streamDevTools": "InvalidRunId",
+    "getNodeDiff": "InvalidRunId",
+    "getRunDiff": "InvalidRunId",
+    "whatHappened": "InvalidRunId",
     "getNodeOutput": "InvalidRunId",
+    "rewindRun": "InvalidRunId",
 }
 
 

@@ -303,3 +303,53 @@ class SmithersDb:
     def last_seq(self, run_id: str) -> int:
         """The run's newest event seq, -1 before its first event."""
         return self.store.read(lambda c: events.last_event_seq(c, run_id))
+
+    # -- token usage (issue 19) -------------------------------------------------------------
+    async def token_usage(self, run_id: str, limit: int = 10_000) -> list[dict[str, Any]]:
+        """``listRunTokenUsage`` items: the run's ``TokenUsageReported`` events in seq order,
+        missing fields as ``"unknown"`` (names) or 0 (counts)."""
+
+        def q(c: sqlite3.Connection) -> list[dict[str, Any]]:
+            rows = c.execute(
+                "SELECT timestamp_ms, payload_json FROM _smithers_events WHERE run_id = ?"
+                " AND type = 'TokenUsageReported' ORDER BY seq LIMIT ?",
+                (run_id, limit),
+            )
+            return [usage_item(jsonutil.loads(r[1]), r[0]) for r in rows]
+
+        result: list[dict[str, Any]] = await self.store.aread(q)
+        return result
+
+
+USAGE_COUNTS = (
+    "inputTokens",
+    "outputTokens",
+    "cacheReadTokens",
+    "cacheWriteTokens",
+    "reasoningTokens",
+)
+
+
+def usage_item(event: Any, timestamp_ms: int) -> dict[str, Any]:
+    """One ``listRunTokenUsage`` item (and ``token.usage`` payload) from a stored event."""
+    ev = event if isinstance(event, dict) else {}
+
+    def count(name: str) -> int:
+        value = ev.get(name)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return int(value)
+        return 0
+
+    def name(field: str) -> str:
+        value = ev.get(field)
+        return value if isinstance(value, str) and value else "unknown"
+
+    return {
+        "nodeId": name("nodeId"),
+        "iteration": count("iteration"),
+        "attempt": count("attempt"),
+        "model": name("model"),
+        "agent": name("agent"),
+        **{k: count(k) for k in USAGE_COUNTS},
+        "timestampMs": count("timestampMs") or timestamp_ms,
+    }

@@ -10,6 +10,10 @@ import sqlite3
 from typing import Any
 
 from smithers_core import jsonutil
+from smithers_core.store.events import last_event_seq
+from smithers_core.store.nodes import attempt_rows, node_states, run_outputs
+from smithers_core.store.runs import run_row
+from smithers_core.store.signals import signal_rows
 from smithers_core.store.sqlite import Tx
 
 
@@ -86,3 +90,66 @@ def frame_row(
             (run_id, frame_no),
         ).fetchone()
     return row
+
+
+# -- DevTools reads (issue 19): each one read, in one snapshot of the store -----------------------
+
+
+def frame_commit_seq(conn: sqlite3.Connection, run_id: str, frame_no: int) -> int | None:
+    """The db seq of the newest ``FrameCommitted`` event of frame ``frame_no``, or None."""
+    row = conn.execute(
+        "SELECT MAX(seq) FROM _smithers_events WHERE run_id = ? AND type = 'FrameCommitted'"
+        " AND json_extract(payload_json, '$.frameNo') = ?",
+        (run_id, frame_no),
+    ).fetchone()
+    return None if row is None or row[0] is None else int(row[0])
+
+
+def devtools_read(
+    conn: sqlite3.Connection, run_id: str, frame_no: int | None = None
+) -> dict[str, Any] | None:
+    """What a DevTools snapshot reads of a run, or None without such a run: ``status``,
+    ``latestFrameNo`` (0 before the first frame), ``frameNo`` and ``xmlJson`` of frame
+    ``frame_no`` (the newest when None; ``xmlJson`` None when that frame does not exist),
+    ``seq`` (the db seq of that frame's ``FrameCommitted``, None if unknown), ``lastSeq`` (the
+    run's newest db seq) and ``nodes`` (``listNodeStates`` rows)."""
+    run = run_row(conn, run_id)
+    if run is None:
+        return None
+    latest = latest_frame_hash(conn, run_id)
+    latest_no = latest[0] if latest is not None else 0
+    wanted = latest_no if frame_no is None else frame_no
+    frame = frame_row(conn, run_id, wanted) if wanted > 0 else None
+    return {
+        "status": run["status"],
+        "latestFrameNo": latest_no,
+        "frameNo": wanted,
+        "xmlJson": str(frame["xml_json"]) if frame is not None else None,
+        "seq": frame_commit_seq(conn, run_id, wanted) if frame is not None else None,
+        "lastSeq": last_event_seq(conn, run_id),
+        "nodes": node_states(conn, run_id),
+    }
+
+
+def run_facts(conn: sqlite3.Connection, run_id: str) -> dict[str, Any] | None:
+    """What ``whatHappened`` and ``runs.diff`` read of a run, or None without such a run:
+    the run row, ``nodes`` (``listNodeStates`` rows), ``attempts`` (start order),
+    ``approvals`` and ``signals`` (rows as dicts) and ``outputs`` (``(node_id, iteration,
+    payload_json)``, at most 10,000)."""
+    run = run_row(conn, run_id)
+    if run is None:
+        return None
+    approvals = conn.execute(
+        "SELECT node_id, iteration, status, requested_at_ms, decided_at_ms, note, decided_by,"
+        " auto_approved FROM _smithers_approvals WHERE run_id = ?"
+        " ORDER BY COALESCE(decided_at_ms, requested_at_ms), node_id, iteration",
+        (run_id,),
+    ).fetchall()
+    return {
+        "run": run,
+        "nodes": node_states(conn, run_id),
+        "attempts": [dict(r) for r in attempt_rows(conn, run_id)],
+        "approvals": [dict(r) for r in approvals],
+        "signals": [dict(r) for r in signal_rows(conn, run_id)],
+        "outputs": [(str(r[0]), int(r[1]), str(r[3])) for r in run_outputs(conn, run_id, 10_000)],
+    }

@@ -363,3 +363,52 @@ def run_outputs(conn: sqlite3.Connection, run_id: str, limit: int) -> list[sqlit
         " WHERE run_id = ? ORDER BY rowid LIMIT ?",
         (run_id, limit),
     ).fetchall()
+
+
+# -- retryTask (issue 19) ---------------------------------------------------------------------
+
+NODE_END_EVENTS = ("NodeFinished", "NodeFailed", "NodeCancelled", "NodeSkipped")
+
+
+def node_end_seq(conn: sqlite3.Connection, run_id: str, key: Key) -> int | None:
+    """The seq of the last event that ended node ``key`` (finished, failed, cancelled or
+    skipped), or None when it never ended."""
+    row = conn.execute(
+        "SELECT MAX(seq) FROM _smithers_events WHERE run_id = ? AND type IN (?, ?, ?, ?)"
+        " AND json_extract(payload_json, '$.nodeId') = ?"
+        " AND COALESCE(json_extract(payload_json, '$.iteration'), 0) = ?",
+        (run_id, *NODE_END_EVENTS, key[0], key[1]),
+    ).fetchone()
+    return None if row is None or row[0] is None else int(row[0])
+
+
+def nodes_started_after(conn: sqlite3.Connection, run_id: str, seq: int) -> list[Key]:
+    """Nodes with a ``NodeStarted`` event after ``seq``, in the order they first started."""
+    out: dict[Key, None] = {}
+    for r in conn.execute(
+        "SELECT json_extract(payload_json, '$.nodeId'),"
+        " COALESCE(json_extract(payload_json, '$.iteration'), 0) FROM _smithers_events"
+        " WHERE run_id = ? AND seq > ? AND type = 'NodeStarted' ORDER BY seq",
+        (run_id, seq),
+    ):
+        if isinstance(r[0], str):
+            out.setdefault((r[0], int(r[1])), None)
+    return list(out)
+
+
+def last_attempt_kind(conn: sqlite3.Connection, run_id: str, key: Key) -> str | None:
+    """The ``kind`` in the metadata of node ``key``'s last attempt (None without attempts)."""
+    row = conn.execute(
+        "SELECT json_extract(meta_json, '$.kind') FROM _smithers_attempts WHERE run_id = ?"
+        " AND node_id = ? AND iteration = ? ORDER BY attempt DESC LIMIT 1",
+        (run_id, key[0], key[1]),
+    ).fetchone()
+    return None if row is None or row[0] is None else str(row[0])
+
+
+def delete_output(tx: Tx, run_id: str, key: Key) -> None:
+    """Forget node ``key``'s output (it runs again)."""
+    tx.execute(
+        "DELETE FROM _smithers_outputs WHERE run_id = ? AND node_id = ? AND iteration = ?",
+        (run_id, key[0], key[1]),
+    )

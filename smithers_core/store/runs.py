@@ -277,3 +277,57 @@ def finish_run(tx: Tx, run_id: str, status: str, error: dict[str, Any] | None = 
         tx.emit(run_id, "RunFailed", error=error)
     elif status == "cancelled":
         tx.emit(run_id, "RunCancelled")
+
+
+# -- pause, retry and descendants (issue 19) --------------------------------------------------
+
+
+def request_pause(tx: Tx, run_id: str) -> None:
+    """Record a durable pause request (the first one's time is kept) and bump ``inbox_seq``
+    so the process driving the run notices it at its next poll."""
+    tx.execute(
+        "UPDATE _smithers_runs SET pause_requested_at_ms = COALESCE(pause_requested_at_ms, ?),"
+        " inbox_seq = inbox_seq + 1 WHERE run_id = ?",
+        (tx.now, run_id),
+    )
+
+
+def pause_run(tx: Tx, run_id: str, owner_id: str, inbox_seq: int) -> bool:
+    """Park a running run as ``paused`` and release it, consuming its pause request
+    (``RunStatusChanged{status:"paused"}``). Same conditions as :func:`park_run`."""
+    cur = tx.execute(
+        "UPDATE _smithers_runs SET status = 'paused', heartbeat_at_ms = NULL,"
+        " runtime_owner_id = NULL, wake_at_ms = NULL, pause_requested_at_ms = NULL"
+        " WHERE run_id = ? AND runtime_owner_id = ? AND status = 'running'"
+        " AND inbox_seq = ? AND cancel_requested_at_ms IS NULL",
+        (run_id, owner_id, inbox_seq),
+    )
+    if cur.rowcount != 1:
+        return False
+    tx.emit(run_id, "RunStatusChanged", status="paused")
+    return True
+
+
+def reopen_for_retry(tx: Tx, run_id: str) -> None:
+    """Make any non-executing run an unowned ``running`` one again (``retryTask``), clearing
+    its end, error, wake time and any cancel or pause request."""
+    tx.execute(
+        "UPDATE _smithers_runs SET status = 'running', runtime_owner_id = NULL,"
+        " heartbeat_at_ms = NULL, wake_at_ms = NULL, finished_at_ms = NULL, error_json = NULL,"
+        " cancel_requested_at_ms = NULL, pause_requested_at_ms = NULL,"
+        " inbox_seq = inbox_seq + 1 WHERE run_id = ?",
+        (run_id,),
+    )
+
+
+def descendant_runs(conn: sqlite3.Connection, run_id: str, limit: int) -> list[dict[str, Any]]:
+    """Runs whose ``parent_run_id`` chain leads to ``run_id`` (not the run itself), newest
+    first, at most ``limit``. ``UNION`` drops repeats, so a cyclic chain still ends."""
+    sql = (
+        "WITH RECURSIVE d(run_id) AS ("
+        " SELECT run_id FROM _smithers_runs WHERE parent_run_id = ?"
+        " UNION SELECT r.run_id FROM _smithers_runs r JOIN d ON r.parent_run_id = d.run_id)"
+        " SELECT r.* FROM _smithers_runs r JOIN d ON r.run_id = d.run_id"
+        " WHERE r.run_id != ? ORDER BY r.created_at_ms DESC, r.run_id LIMIT ?"
+    )
+    return [dict(row) for row in conn.execute(sql, (run_id, run_id, limit))]

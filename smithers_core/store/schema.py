@@ -179,6 +179,26 @@ MIGRATIONS: list[str] = [
     CREATE INDEX IF NOT EXISTS _smithers_webhook_deliveries_age
         ON _smithers_webhook_deliveries (received_at_ms);
     """,
+    # version 5: the time-travel audit (upstream's columns, plus the refusal's code and the
+    # rewinding process's owner id, beyond upstream), one row per rewindRun call
+    """
+    CREATE TABLE IF NOT EXISTS _smithers_time_travel_audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id TEXT NOT NULL,
+        from_frame_no INTEGER,
+        to_frame_no INTEGER,
+        caller TEXT,
+        timestamp_ms INTEGER NOT NULL,
+        result TEXT NOT NULL,
+        duration_ms INTEGER,
+        error_code TEXT,
+        owner_id TEXT
+    );
+    CREATE INDEX IF NOT EXISTS _smithers_time_travel_audit_run
+        ON _smithers_time_travel_audit (run_id, caller, timestamp_ms);
+    CREATE INDEX IF NOT EXISTS _smithers_time_travel_audit_open
+        ON _smithers_time_travel_audit (result);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

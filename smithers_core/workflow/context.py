@@ -118,6 +118,7 @@ class TaskContext:
         tool_timeout_ms: int | None = None,
         max_output_bytes: int | None = None,
         unconfined_tools: bool = False,
+        on_usage: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.input = input
         self.run_id = run_id
@@ -133,6 +134,7 @@ class TaskContext:
         self.unconfined_tools = unconfined_tools
         self._on_heartbeat = on_heartbeat
         self._on_log = on_log
+        self._on_usage = on_usage
         self._cancelled = threading.Event()
 
     @property
@@ -153,3 +155,35 @@ class TaskContext:
         if stream not in ("stdout", "stderr"):
             raise SmithersError("INVALID_INPUT", "stream must be 'stdout' or 'stderr'")
         self._on_log(str(text), stream)
+
+    def report_usage(
+        self,
+        *,
+        model: str | None = None,
+        agent: str | None = None,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        cache_read_tokens: int = 0,
+        cache_write_tokens: int = 0,
+        reasoning_tokens: int = 0,
+    ) -> None:
+        """Record the tokens a model call of this attempt used: a ``TokenUsageReported`` event
+        (``token.usage`` on the gateway, listed by ``listRunTokenUsage``). Counts must be
+        integers >= 0 (``INVALID_INPUT``)."""
+        counts = {
+            "inputTokens": input_tokens,
+            "outputTokens": output_tokens,
+            "cacheReadTokens": cache_read_tokens,
+            "cacheWriteTokens": cache_write_tokens,
+            "reasoningTokens": reasoning_tokens,
+        }
+        for name, value in counts.items():
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise SmithersError("INVALID_INPUT", f"{name} must be an integer >= 0")
+        for name, text in (("model", model), ("agent", agent)):
+            if text is not None and not isinstance(text, str):
+                raise SmithersError("INVALID_INPUT", f"{name} must be a string")
+        fields: dict[str, Any] = {"model": model or "unknown", "agent": agent or "unknown"}
+        fields.update(counts)
+        if self._on_usage is not None:
+            self._on_usage(fields)
