@@ -17,7 +17,10 @@ from typing import Any
 
 import anyio
 import pytest
+from pydantic import BaseModel
 
+from smithers_core.workflow.definition import workflow
+from smithers_core.workflow.nodes import Seq, Task
 from tests.gateway_helpers import db_events, http, rpc, running
 from tests.ui_browser_helpers import (
     ARTIFACTS,
@@ -25,6 +28,7 @@ from tests.ui_browser_helpers import (
     DOCS_SHOT,
     HOLD,
     PHONE,
+    UI_TOKENS,
     PageErrors,
     browser_skip_reason,
     chromium,
@@ -288,6 +292,176 @@ async def test_cancel_and_rerun_from_the_run_page(gw: Any, page: Any) -> None:
     await status.get_by_role("link").click()
     await expect(page).not_to_have_url(re.compile(run_id))
     await expect(page.locator(".run-status .badge")).to_have_text("waiting-approval")
+
+
+# -- pause, retry, rewind (issue 19) ------------------------------------------------------------
+STEP_GATE: dict[str, anyio.Event] = {}
+
+
+class Step(BaseModel):
+    ok: bool = True
+
+
+async def _first_step(t: Any) -> Step:
+    await STEP_GATE["first"].wait()
+    return Step()
+
+
+@workflow("steps")
+def steps(ctx):  # type: ignore[no-untyped-def]
+    """Two tasks; the first waits for ``STEP_GATE["first"]`` (set by the test)."""
+    return Seq(
+        Task("first", _first_step, output=Step), Task("second", lambda t: Step(), output=Step)
+    )
+
+
+def run_actions(page: Any) -> Any:
+    return page.locator(".run-actions")
+
+
+async def test_pause_from_the_run_page_then_retry_a_node(tmp_path: Path, page: Any) -> None:
+    STEP_GATE["first"] = anyio.Event()
+    gateway = ui_gateway(tmp_path)
+    gateway.register("steps", steps)
+    async with running(gateway) as gw, http(gw, "op-token") as client:
+        # the server: pauseRun answers 200 on a running run, 409 RUN_NOT_ACTIVE on a finished one
+        slow = await launch(client, "slow")
+        paused = await rpc(client, "pauseRun", {"runId": slow})
+        assert paused.status_code == 200, paused.text
+        assert paused.json()["payload"] == {"runId": slow, "status": "pausing"}
+        await rpc(client, "cancelRun", {"runId": slow})
+        done = await launch(client, "deploy", {"sha": "p1"})
+        run_id = await launch(client, "steps")
+        await sign_in(page, gw, path=f"/console/runs/{done}")
+        await expect(page.locator(".run-status .badge")).to_have_text("finished")
+        await expect(run_actions(page).get_by_role("button", name="Pause")).to_have_count(0)
+        refused = await rpc(client, "pauseRun", {"runId": done})
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["error"]["code"] == "RUN_NOT_ACTIVE"
+        # the console: Pause for the running run; it parks once its running task finishes
+        await page.goto(f"{gw.url}/console/runs/{run_id}")
+        first = page.locator('.timeline li[data-node="first"]')
+        await expect(first).to_have_attribute("data-state", "in-progress")
+        await expect(first.get_by_role("button", name="Retry node first")).to_be_hidden()
+        await page.get_by_role("button", name=re.compile("^Pause run")).click()
+        await expect(page.get_by_role("status").filter(has_text="pausing")).to_be_visible()
+        STEP_GATE["first"].set()
+        await expect(page.locator(".run-status .badge")).to_have_text("paused")
+        await expect(page.locator('.timeline li[data-node="second"]')).to_have_attribute(
+            "data-state", "pending"
+        )
+        await expect(run_actions(page).get_by_role("button", name="Pause")).to_have_count(0)
+        resume = run_actions(page).get_by_role("button", name=re.compile("^Resume run"))
+        await expect(resume).to_be_visible()
+        # a paused run does not execute: each node may be retried, dependents reset by default
+        reset = first.get_by_label("reset dependents")
+        await expect(reset).to_be_checked()
+        await reset.uncheck()
+        retry = first.get_by_role("button", name="Retry node first")
+        async with page.expect_request(re.compile(r"/v1/rpc/retryTask$")) as sent:
+            await retry.click()
+        body = json.loads((await sent.value).post_data or "{}")
+        assert body == {
+            "runId": run_id,
+            "nodeId": "first",
+            "iteration": 0,
+            "resetDependents": False,
+        }
+        await expect(page.get_by_role("status").filter(has_text="Retry of first")).to_be_visible()
+        await expect(log_entry(page, "retry.task_started")).to_have_count(1)
+        await expect(page.locator(".run-status .badge")).to_have_text("finished")
+        await expect(log_entry(page, "run.completed")).to_contain_text("finished")
+
+
+async def test_retry_a_node_of_a_finished_run(gw: Any, page: Any) -> None:
+    async with http(gw, "op-token") as client:
+        run_id = await launch(client, "deploy", {"sha": "r2"})
+        await sign_in(page, gw, path=f"/console/runs/{run_id}")
+        await expect(log_entry(page, "run.completed")).to_have_count(1)
+        await expect(page.locator(".log-panel")).to_have_attribute("data-stream", "ended")
+        ship = page.locator('.timeline li[data-node="ship"]')
+        await ship.get_by_role("button", name="Retry node ship").click()
+        notice = page.get_by_role("status").filter(has_text="Retry of ship requested")
+        await expect(notice).to_contain_text("reset: ship")
+        # the log, ended with the run, listens on and shows the node running again
+        await expect(log_entry(page, "retry.task_started")).to_have_count(1)
+        await expect(log_entry(page, "run.completed")).to_have_count(2)
+        await expect(page.locator(".run-status .badge")).to_have_text("finished")
+        await expect(page.locator("table.attempts tbody tr")).to_have_count(2)  # a new attempt
+        attempts = await rpc(client, "attempts.list", {"runId": run_id})
+        assert sorted(a["attempt"] for a in attempts.json()["payload"]) == [1, 2], attempts.text
+        # the server refuses a retry while the run executes (the page shows no button then)
+        slow = await launch(client, "slow")
+        active = await rpc(client, "retryTask", {"runId": slow, "nodeId": "wait"})
+        assert active.status_code == 409, active.text
+        assert active.json()["error"]["code"] == "RUN_ACTIVE"
+        await rpc(client, "cancelRun", {"runId": slow})
+
+
+async def test_rewind_from_the_run_page(gw: Any, page: Any, browser: Any) -> None:
+    async with http(gw, "op-token") as client:
+        run_id = await launch(client, "deploy", {"sha": "t1"})
+    await sign_in(page, gw, path=f"/console/runs/{run_id}")
+    await expect(page.locator(".run-status .badge")).to_have_text("finished")
+    await expect(log_entry(page, "run.completed")).to_have_count(1)
+    await expect(page.locator(".log-panel")).to_have_attribute("data-stream", "ended")
+    frames = page.locator(".frames > li")
+    await expect(frames.first).to_be_visible()
+    target = min(
+        int(n) for n in await frames.evaluate_all("els => els.map(e => e.dataset.frameNo)")
+    )
+    rewind = page.get_by_role("button", name=f"Rewind to frame {target}")
+    await rewind.click()
+    await expect(rewind).to_have_text(f"Confirm rewind to frame {target}")
+    await rewind.click()
+    await expect(
+        page.get_by_role("status").filter(has_text=f"Rewound to frame {target}")
+    ).to_be_visible()
+    jumped = log_entry(page, "run.time_travel_jumped")
+    await expect(jumped).to_contain_text(f"to frame {target} by user:will")
+    await expect(log_entry(page, "run.completed")).to_have_count(2)
+    await expect(page.locator(".run-status .badge")).to_have_text("finished")
+    await expect(page.locator(".log-panel")).to_have_attribute("data-stream", "ended")
+    events = await page.locator(".log li[data-event]").evaluate_all(
+        "els => els.map(e => e.dataset.event)"
+    )
+    after = events[events.index("run.time_travel_jumped") :]
+    # the jump, then the re-run node's events, then the run's end
+    assert {"node.started", "node.finished"} <= set(after), events
+    assert after[-1] == "run.completed", events
+    # a read-only token sees the frames but no rewind, pause or retry button
+    context = await browser.new_context(viewport=DESKTOP)
+    try:
+        reader = await context.new_page()
+        errors = PageErrors(reader)
+        await sign_in(reader, gw, "reader", path=f"/console/runs/{run_id}")
+        await expect(reader.locator(".run-status .badge")).to_have_text("finished")
+        await expect(reader.locator(".frames > li").first).to_be_visible()
+        await expect(reader.locator('.timeline li[data-node="ship"]')).to_be_visible()
+        main = reader.locator("main")
+        await expect(main.get_by_role("button")).to_have_count(0)
+        await expect(main.get_by_role("checkbox")).to_have_count(0)
+        errors.check()
+    finally:
+        await context.close()
+
+
+async def test_only_the_owner_or_an_admin_may_rewind(tmp_path: Path, page: Any) -> None:
+    tokens = {**UI_TOKENS, "sam-token": {"role": "operator", "scopes": ["*"], "userId": "user:sam"}}
+    gateway = ui_gateway(tmp_path, auth={"mode": "token", "tokens": tokens})
+    async with running(gateway) as gw:
+        async with http(gw, "sam-token") as client:
+            run_id = await launch(client, "deploy", {"sha": "o1"})
+        await sign_in(page, gw, path=f"/console/runs/{run_id}")
+        await expect(page.locator(".run-status .badge")).to_have_text("finished")
+        rewind = page.get_by_role("button", name=re.compile("^Rewind to frame")).first
+        await rewind.click()
+        await rewind.click()
+        alert = page.locator(".messages").get_by_role("alert")
+        await expect(alert).to_contain_text("Rewind refused: Unauthorized")
+        await expect(alert).to_contain_text("Only the run owner or an admin may rewind this run.")
+        await expect(page.get_by_text("Your session has ended")).to_have_count(0)
+        await expect(log_entry(page, "run.time_travel_jumped")).to_have_count(0)
 
 
 # -- approvals and signals --------------------------------------------------------------------

@@ -36,6 +36,7 @@ STATIC = HERE / "static"
 CONSOLE_TITLE = "Smithers console"
 ACTIONS = (
     "listRuns", "getRun", "launchRun", "cancelRun", "resumeRun", "runs.rerun",
+    "pauseRun", "retryTask", "rewindRun",
     "listApprovals", "submitApproval", "submitSignal", "listPrompts",
     "cronList", "cronCreate", "cronDelete", "cronRun",
 )  # fmt: skip

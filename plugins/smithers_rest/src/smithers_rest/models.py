@@ -414,7 +414,3 @@ class Prompt(_Wire):
     id: str
     entryFile: str
     source: str
-
-
-class AnyData(_Wire):
-    """The payload of an operation served by a plugin (see its RPC method)."""

@@ -50,7 +50,7 @@ def route_operation(route: RestRoute) -> Operation:
         body=route.body,
         body_required=route.body_required,
         responses={200: Reply("Success", envelope)},
-        errors=WRITE_ERRORS if route.mutation else READ_ERRORS,
+        errors=(WRITE_ERRORS if route.mutation else READ_ERRORS) + route.errors,
         path_descriptions=route.notes,
     )
 

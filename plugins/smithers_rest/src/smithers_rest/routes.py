@@ -98,12 +98,14 @@ class RestRoute:
     rpc: str | None
     summary: str
     build: Build = flat
-    data: Any = m.AnyData
+    data: Any = Any
     query: type[BaseModel] | None = None
     body: type[BaseModel] | None = None
     tag: str = "runs"
     body_required: bool = False
     notes: dict[str, str] = field(default_factory=dict)
+    errors: tuple[int, ...] = ()
+    """Statuses beyond the usual ones (501 for an operation this host cannot offer, 429)."""
 
     @property
     def mutation(self) -> bool:
@@ -130,12 +132,12 @@ ROUTES: tuple[RestRoute, ...] = (
     _r("GET", _RUN, "getRun", "Get a run", build=with_path, data=m.RunDetail),
     _r("POST", _RUN + "/cancel", "cancelRun", "Cancel a run", build=with_path,
        data=m.RunControl, body=m.OptionsBody),
-    _r("POST", _RUN + "/pause", "pauseRun", "Pause a run", build=with_path,
-       data=m.RunControl, body=m.OptionsBody),
+    _r("POST", _RUN + "/pause", "pauseRun", "Pause a run (drains, then parks it)",
+       build=with_path, data=m.RunControl, body=m.OptionsBody),
     _r("POST", _RUN + "/resume", "resumeRun", "Resume a run", build=with_path,
        data=m.RunControl, body=m.OptionsBody),
     _r("POST", _RUN + "/rewind", "rewindRun", "Rewind a run to a frame", build=with_path,
-       body=m.RewindBody, body_required=True),
+       body=m.RewindBody, body_required=True, errors=(429, 500, 501)),
     _r("POST", _RUN + "/hijack", "hijackRun", "Hijack a run", build=with_path,
        body=m.OptionsBody),
     _r("POST", _RUN + "/oneshot-monitor/attach", "oneshotMonitorAttach",
@@ -151,7 +153,7 @@ ROUTES: tuple[RestRoute, ...] = (
     _r("GET", _RUN + "/token-usage", "listRunTokenUsage", "A run's token usage",
        build=with_path),
     _r("GET", _RUN + "/descendants", "listRunDescendants", "A run's descendants",
-       build=with_path, query=m.LimitQuery),
+       build=with_path, data=list[m.RunRow], query=m.LimitQuery),
     _r("GET", _RUN + "/tree", "getRunTree", "A run's tree", build=with_path),
     _r("GET", _RUN + "/devtools", "getDevToolsSnapshot", "A DevTools snapshot",
        build=with_path, query=m.FrameQuery, tag="devtools"),
@@ -168,7 +170,7 @@ ROUTES: tuple[RestRoute, ...] = (
             _r("GET", base + "/output", "getNodeOutput", "A node's output", build=with_path,
                data=m.NodeOutput, query=m.IterationQuery, tag="nodes"),
             _r("GET", base + "/diff", "getNodeDiff", "A node's diff", build=with_path,
-               query=m.IterationQuery, tag="nodes"),
+               query=m.IterationQuery, tag="nodes", errors=(501,)),
         )
     ),
     _r("GET", "/approvals", "listApprovals", "Pending approvals",

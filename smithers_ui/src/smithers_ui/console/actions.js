@@ -1,4 +1,4 @@
-// Cancel, resume and rerun buttons for one run; each only when `can` allows it.
+// Pause, cancel, resume and rerun buttons for one run; each only when `can` allows it.
 
 import { rpc } from "./api.js";
 import { h, busy, confirmButton, TERMINAL, shortId } from "./dom.js";
@@ -7,7 +7,8 @@ import { h, busy, confirmButton, TERMINAL, shortId } from "./dom.js";
  * @param run a run row
  * @param can the caller's permissions (props.can)
  * @param opts {onDone(kind, result), onError(err), compact}
- *   compact (lists): Cancel for an active run, Rerun for a finished one; else all that apply.
+ *   compact (lists): Cancel for an active run, Rerun for a finished one; else all that apply
+ *   (Pause only for a `running` run).
  */
 export function runActions(run, can, { onDone, onError, compact = false }) {
   const active = !TERMINAL.has(run.status);
@@ -21,6 +22,12 @@ export function runActions(run, can, { onDone, onError, compact = false }) {
         onError(err, kind);
       }
     });
+  if (run.status === "running" && can.pauseRun && !compact) {
+    const btn = h("button", { type: "button", class: "btn", "aria-label": `Pause run ${name}` }, "Pause");
+    btn.dataset.key = `pause-${run.runId}`;
+    btn.addEventListener("click", () => call(btn, "pause", "pauseRun"));
+    out.push(btn);
+  }
   if (active && can.cancelRun) {
     const btn = confirmButton("Cancel", "Confirm cancel", (b) => call(b, "cancel", "cancelRun"), "btn btn-danger", `cancel-${run.runId}`);
     btn.setAttribute("aria-label", `Cancel run ${name}`);

@@ -16,7 +16,7 @@ export class ApiError extends Error {
 
 const listeners = new Set();
 
-/** Calls `fn(error)` for every 401 answer (the session ended). */
+/** Calls `fn(error)` for every 401 answer that means the session ended. */
 export function onUnauthorized(fn) {
   listeners.add(fn);
   return () => listeners.delete(fn);
@@ -50,7 +50,8 @@ export async function rpc(method, params = {}) {
     response.status,
     details,
   );
-  if (response.status === 401) listeners.forEach((fn) => fn(failure));
+  // rewindRun's owner check answers 401 `Unauthorized` to a valid session: not a sign-out
+  if (response.status === 401 && failure.code !== "Unauthorized") listeners.forEach((fn) => fn(failure));
   throw failure;
 }
 

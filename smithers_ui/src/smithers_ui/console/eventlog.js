@@ -45,6 +45,8 @@ export function describe(name, p) {
       return [name, String(p.status || "")];
     case "signal.received":
       return [name, `${p.signalName}${p.correlationId ? ` (${p.correlationId})` : ""}`];
+    case "run.time_travel_jumped":
+      return [name, `rewound from frame ${p.fromFrameNo} to frame ${p.toFrameNo}${p.caller ? ` by ${p.caller}` : ""}`];
     case "frame.committed":
       return [name, `frame ${p.frameNo}`];
     default:
@@ -153,5 +155,5 @@ export function eventLog(runId, { onActivity }) {
       else if (name === "error") state.textContent = `Stream refused: ${info.code || ""} ${info.message || ""}`;
     },
   }).start();
-  return { element: panel, close: () => stream.close() };
+  return { element: panel, close: () => stream.close(), reopen: () => stream.reopen() };
 }

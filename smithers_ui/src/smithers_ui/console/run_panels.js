@@ -1,7 +1,8 @@
-// The run page's panels: node timeline (with outputs), attempts and frames.
+// The run page's panels: node timeline (with outputs and Retry), attempts and frames (with
+// "Rewind to here").
 
 import { rpc } from "./api.js";
-import { h, badge, errorBox, fmtDuration, jsonBlock, parseMaybe, timeEl } from "./dom.js";
+import { h, badge, busy, confirmButton, errorBox, fmtDuration, jsonBlock, parseMaybe, timeEl, uid } from "./dom.js";
 
 const nodeKey = (n) => `${n.nodeId}#${n.iteration || 0}`;
 
@@ -24,8 +25,12 @@ function ordered(nodes, frames) {
   });
 }
 
-/** The timeline: one row per node, a bar over the run's time span, its output on demand. */
-export function timelinePanel(runId) {
+/**
+ * The timeline: one row per node, a bar over the run's time span, its output on demand.
+ * With `can.retryTask`, each node of a run that is not executing has a Retry button and a
+ * "reset dependents" checkbox (default on): `onRetried(result)` / `onError(err)`.
+ */
+export function timelinePanel(runId, { can = {}, onRetried = () => {}, onError = () => {} } = {}) {
   const list = h("ol", { class: "timeline", "aria-label": "Nodes" });
   const empty = h("p", { class: "empty", hidden: true }, "No nodes yet.");
   const legend = h("p", { class: "legend muted" }, "Bars show when each node ran within the run.");
@@ -53,6 +58,26 @@ export function timelinePanel(runId) {
     return details;
   }
 
+  function retryBox(node) {
+    const label = `${node.nodeId}${node.iteration ? ` #${node.iteration}` : ""}`;
+    const id = uid("reset");
+    const reset = h("input", { type: "checkbox", id, checked: true, "aria-label": `Reset dependents of ${label}` });
+    const btn = h("button", { type: "button", class: "btn btn-small", "aria-label": `Retry node ${label}` }, "Retry");
+    btn.dataset.key = `retry-${runId}-${nodeKey(node)}`;
+    btn.addEventListener("click", () =>
+      busy(btn, async () => {
+        try {
+          onRetried(
+            await rpc("retryTask", { runId, nodeId: node.nodeId, iteration: node.iteration || 0, resetDependents: reset.checked }),
+          );
+        } catch (err) {
+          onError(err);
+        }
+      }),
+    );
+    return h("div", { class: "node-actions", hidden: true }, btn, h("label", { for: id, class: "check" }, reset, " reset dependents"));
+  }
+
   function update(nodes, frames, run) {
     const list2 = ordered(nodes, frames);
     empty.hidden = list2.length > 0;
@@ -67,7 +92,8 @@ export function timelinePanel(runId) {
       if (!row) {
         const main = h("div", { class: "node-main" });
         const output = outputBox(node);
-        row = { li: h("li", { class: "node", dataset: { node: node.nodeId } }, main, output), main, output, state: null };
+        const retry = can.retryTask ? retryBox(node) : null;
+        row = { li: h("li", { class: "node", dataset: { node: node.nodeId } }, main, retry, output), main, output, retry, state: null };
         rows.set(key, row);
       }
       const took = node.startedAtMs ? (node.finishedAtMs || Date.now()) - node.startedAtMs : null;
@@ -88,6 +114,7 @@ export function timelinePanel(runId) {
         h("span", { class: "track", "aria-hidden": "true" }, bar),
       );
       row.li.dataset.state = node.state;
+      if (row.retry) row.retry.hidden = !run || run.status === "running";
       if (row.state !== node.state && row.output.open) row.output.load();
       row.state = node.state;
       list.append(row.li);
@@ -145,14 +172,38 @@ function errorText(err) {
   );
 }
 
-/** Frames (newest first): each one's tree on demand. */
-export function framesPanel() {
+/**
+ * Frames (newest first): each one's tree on demand. With `can.rewindRun`, each has a
+ * "Rewind to here" button (asks once more): `onRewound(result, frameNo)` / `onError(err)`.
+ */
+export function framesPanel(runId, { can = {}, onRewound = () => {}, onError = () => {} } = {}) {
   const list = h("ol", { class: "frames", "aria-label": "Frames" });
   const empty = h("p", { class: "empty" }, "No frames yet.");
-  const rows = new Map();
+  const rows = new Map(); // a rewind deletes frames and writes new ones under the same numbers
+  const keyOf = (f) => `${f.frameNo}:${f.createdAtMs}:${f.xmlHash}`;
+  function rewindButton(frameNo) {
+    const btn = confirmButton(
+      "Rewind to here",
+      `Confirm rewind to frame ${frameNo}`,
+      (b) =>
+        busy(b, async () => {
+          try {
+            onRewound(await rpc("rewindRun", { runId, frameNo, confirm: true }), frameNo);
+          } catch (err) {
+            onError(err);
+          }
+        }),
+      "btn btn-small btn-danger",
+      `rewind-${runId}-${frameNo}`,
+    );
+    btn.setAttribute("aria-label", `Rewind to frame ${frameNo}`);
+    return btn;
+  }
   function update(frames) {
+    const wanted = new Set(frames.map(keyOf));
+    for (const key of [...rows.keys()]) if (!wanted.has(key)) rows.delete(key);
     for (const f of frames) {
-      if (rows.has(f.frameNo)) continue;
+      if (rows.has(keyOf(f))) continue;
       const body = h("div", { class: "frame-tree" });
       const details = h(
         "details",
@@ -167,10 +218,12 @@ export function framesPanel() {
         const tasks = parseMaybe(f.mountedTaskIdsJson);
         if (Array.isArray(tasks)) body.append(h("p", { class: "muted" }, `Mounted tasks: ${tasks.join(", ") || "none"}`));
       });
-      rows.set(f.frameNo, details);
+      const li = h("li", { dataset: { frameNo: String(f.frameNo) } }, details, can.rewindRun ? rewindButton(f.frameNo) : null);
+      rows.set(keyOf(f), { li, frameNo: f.frameNo });
     }
-    const order = [...rows.keys()].sort((a, b) => b - a);
-    list.replaceChildren(...order.map((n) => h("li", {}, rows.get(n))));
+    const order = [...rows.values()].sort((a, b) => b.frameNo - a.frameNo);
+    const same = order.length === list.children.length && order.every((r, i) => list.children[i] === r.li);
+    if (!same) list.replaceChildren(...order.map((r) => r.li)); // moving a button drops its focus
     empty.hidden = rows.size > 0;
   }
   return { element: h("div", {}, list, empty), update };

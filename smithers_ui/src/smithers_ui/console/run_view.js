@@ -1,5 +1,5 @@
-// One run: header and actions, pending approvals, signal form, node timeline, live event log,
-// attempts, frames.
+// One run: header and actions (pause, cancel, resume, rerun), pending approvals, signal form,
+// node timeline (retry), live event log, attempts, frames (rewind).
 
 import { rpc } from "./api.js";
 import {
@@ -47,9 +47,23 @@ export function runView({ params, router, outlet }, app) {
   const approvalsBox = h("div", { class: "cards" });
   const approvalsPanel = section("Waiting for a decision", approvalsBox);
   approvalsPanel.hidden = true;
-  const timeline = timelinePanel(runId);
+  // a retry or a rewind runs the run again: its log listens on (it had ended with the run)
+  const again = (text) => {
+    messages.replaceChildren(notice(text));
+    log.reopen();
+    load();
+  };
+  const timeline = timelinePanel(runId, {
+    can,
+    onRetried: (r) => again(`Retry of ${r.nodeId}${r.iteration ? ` #${r.iteration}` : ""} requested; reset: ${(r.resetNodes || []).map((n) => n.nodeId).join(", ") || "none"}.`),
+    onError: (e) => messages.replaceChildren(errorBox(e, "Retry refused:")),
+  });
   const attempts = attemptsPanel();
-  const frames = framesPanel();
+  const frames = framesPanel(runId, {
+    can,
+    onRewound: (r, frameNo) => again(`Rewound to frame ${frameNo}: ${r.deletedFrames} frame(s) and ${r.deletedAttempts} attempt(s) deleted; the run executes again from there.`),
+    onError: (e) => messages.replaceChildren(errorBox(e, "Rewind refused:")),
+  });
   const signal = can.submitSignal ? signalForm(runId) : null;
   const refresh = throttle(() => load(), 400);
   const log = eventLog(runId, { onActivity: refresh });
@@ -99,6 +113,7 @@ export function runView({ params, router, outlet }, app) {
         onDone: (kind, result) => {
           messages.replaceChildren(doneNotice(kind, run, result, router, app));
           if (kind === "rerun" && result && result.runId) return;
+          if (kind === "resume") log.reopen();
           load();
         },
         onError: (e) => messages.replaceChildren(errorBox(e)),

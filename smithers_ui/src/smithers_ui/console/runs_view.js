@@ -157,5 +157,6 @@ export function doneNotice(kind, run, result, router, app) {
     );
   }
   if (kind === "cancel") return notice(`Run ${shortId(run.runId)}: ${(result && result.status) || "cancel requested"}`);
+  if (kind === "pause") return notice(`Run ${shortId(run.runId)}: ${(result && result.status) || "pause requested"}; it pauses once its running tasks finish`);
   return notice(`Run ${shortId(run.runId)}: ${(result && result.status) || "resume requested"}`);
 }

@@ -43,6 +43,14 @@ export class RunEventStream {
     return this;
   }
 
+  /** After an ended run executes again (retry, rewind, resume): listen on from the cursor. */
+  reopen() {
+    if (this.closed || !this.ended) return;
+    this.ended = false;
+    this.attempt = 0;
+    this.connect();
+  }
+
   close() {
     this.closed = true;
     clearTimeout(this.watchdog);
