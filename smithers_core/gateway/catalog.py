@@ -83,12 +83,19 @@ def allowed(
     return any(scopes.has_scope(granted, required, name, method_scope) for name in names[1:])
 
 
+def may_call(granted: tuple[str, ...], method: str) -> bool:
+    """Whether scopes ``granted`` pass the gate for a catalogued ``method`` (the dispatcher's
+    check, for callers that only want to know: a UI hiding a button)."""
+    return allowed(granted, names_of(method), required_scope(method), catalog_scope(method))
+
+
 __all__ = [
     "ALIASES",
     "DEFAULT_SCOPE",
     "allowed",
     "canonical",
     "catalog_scope",
+    "may_call",
     "names_of",
     "required_scope",
 ]

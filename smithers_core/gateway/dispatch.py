@@ -44,19 +44,16 @@ class Dispatcher:
 
     def gate(self, identity: Identity, method: str, target: RpcMethod | Entry | None) -> None:
         """The scope gate for a call of ``method``, served by ``target`` (:meth:`lookup`)."""
-        method_scope: str | None
         if method.startswith("ext."):
             required = catalog.required_scope(method, target.scope if target else None)
             ok = scopes.has_scope(identity.scopes, required)
+        elif isinstance(target, RpcMethod):
+            required = target.scope
+            names = (method, *(n for n in target.names if n != method))
+            ok = catalog.allowed(identity.scopes, names, required, required)
         else:
-            if isinstance(target, RpcMethod):
-                required = method_scope = target.scope
-                names = (method, *(n for n in target.names if n != method))
-            else:
-                required = catalog.required_scope(method)
-                method_scope = catalog.catalog_scope(method)
-                names = catalog.names_of(method)
-            ok = catalog.allowed(identity.scopes, names, required, method_scope)
+            required = catalog.required_scope(method)
+            ok = catalog.may_call(identity.scopes, method)
         if not ok:
             raise SmithersError(
                 "FORBIDDEN",

@@ -19,7 +19,7 @@ from __future__ import annotations
 import html
 import secrets
 from typing import Any
-from urllib.parse import parse_qsl, quote
+from urllib.parse import quote
 
 from smithers_core import jsonutil
 from smithers_core.auth.tokens import SESSION_COOKIE
@@ -28,6 +28,7 @@ from smithers_core.errors import SmithersError
 from smithers_core.gateway.authn import auth_request
 from smithers_core.gateway.context import GatewayContext
 from smithers_core.gateway.wire import error_frame, request_id_of, status_for_code
+from smithers_core.http.asgi import query as scope_query
 from smithers_core.http.asgi import respond, scope_headers, scope_peer
 from smithers_core.http.responses import GATEWAY, send_json
 
@@ -84,21 +85,13 @@ def handoff_page(target: str) -> tuple[bytes, str]:
     return page.encode("utf-8"), csp
 
 
-def _query(scope: dict[str, Any]) -> dict[str, str]:
-    raw = (scope.get("query_string") or b"").decode("latin-1")
-    out: dict[str, str] = {}
-    for name, value in parse_qsl(raw, keep_blank_values=True):
-        out.setdefault(name, value)
-    return out
-
-
 def session_routes(ctx: GatewayContext) -> list[RouteSpec]:
     """``GET /v1/auth/session`` and ``POST /v1/auth/logout`` (public: they authenticate, or
     need nothing, themselves)."""
 
     async def session(scope: dict[str, Any], receive: Any, send: Any) -> None:
         headers = scope_headers(scope)
-        query = _query(scope)
+        query = scope_query(scope)
         target = safe_next(query.get("next"))
         cookie = None
         if ctx.auth.enabled:

@@ -26,7 +26,6 @@ from smithers_core.contributions import HostContext, UiMount
 from smithers_core.errors import SmithersError
 from smithers_core.gateway import catalog
 from smithers_core.registrations import Registration, UiOption
-from smithers_core.scopes import has_scope
 from smithers_ui.app import RedirectApp, UiApp
 from smithers_ui.shell import Boot
 
@@ -53,7 +52,7 @@ def console_props(identity: Identity | None) -> dict[str, Any]:
             "userId": identity.user_id,
             "scopes": list(identity.scopes),
         },
-        "can": {m: has_scope(identity.scopes, catalog.required_scope(m)) for m in ACTIONS},
+        "can": {m: catalog.may_call(tuple(identity.scopes), m) for m in ACTIONS},
     }
 
 

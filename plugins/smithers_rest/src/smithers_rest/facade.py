@@ -19,7 +19,7 @@ from smithers_core.auth import Identity
 from smithers_core.contributions import HostContext
 from smithers_core.errors import SmithersError
 from smithers_core.gateway.limits import check_bounds, loads_client
-from smithers_core.http.asgi import scope_headers
+from smithers_core.http.asgi import raw_path, scope_headers
 from smithers_core.http.body import read_body
 from smithers_core.http.router import Router
 from smithers_core.scopes import has_scope
@@ -77,9 +77,7 @@ class Facade:
         identity: Identity = state["identity"]
         headers: dict[str, str] = state.get("headers") or scope_headers(scope)
         method = str(scope.get("method", "GET"))
-        raw_path = scope.get("raw_path") or str(scope.get("path", "/")).encode()
-        path = raw_path.decode("latin-1").split("?", 1)[0]
-        found = self.router.match("GET" if method == "HEAD" else method, path)
+        found = self.router.match("GET" if method == "HEAD" else method, raw_path(scope))
         try:
             if found is None:
                 raise ROUTE_NOT_FOUND

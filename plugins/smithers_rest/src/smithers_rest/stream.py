@@ -26,7 +26,7 @@ from typing import Any
 from smithers_core import jsonutil
 from smithers_core.auth import Identity
 from smithers_core.errors import SmithersError
-from smithers_core.http.asgi import scope_headers
+from smithers_core.http.asgi import query, scope_headers
 from smithers_rest.envelope import send_failure
 
 log = logging.getLogger("smithers.rest")
@@ -271,7 +271,7 @@ class StreamEndpoint:
                 raise SmithersError("HOST_NOT_RUNNING", "The change stream is not running")
             raw = headers.get("last-event-id")
             if raw is None:
-                raw = _query_value(scope, "lastEventId")
+                raw = query(scope).get("lastEventId")
             last_id = parse_last_event_id(raw)
             sub = stream.admit(user_key(state.get("identity")), headers.get("x-request-id"))
         except SmithersError as exc:
@@ -313,16 +313,6 @@ async def _pump(sub: Subscriber, receive: Any, send: Any) -> None:
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await watcher
-
-
-def _query_value(scope: dict[str, Any], name: str) -> str | None:
-    from urllib.parse import parse_qsl
-
-    raw = scope.get("query_string") or b""
-    for key, value in parse_qsl(raw.decode("latin-1"), keep_blank_values=True):
-        if key == name:
-            return str(value)
-    return None
 
 
 __all__ = [
