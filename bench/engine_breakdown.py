@@ -1,12 +1,13 @@
 """Where a one-task run's time goes inside the engine, without sockets (scenario 4's
 breakdown): ``python -m bench.engine_breakdown runs '{"runs": N, "concurrency": C}'``.
 
-An Engine on a fresh SQLite store launches ``runs`` one-task runs, ``concurrency`` in
-flight. A commit listener stamps each event as its transaction commits, so every phase is
-measured from the ``Engine.launch`` call: the run row inserted (``RunStarted``), the first
-render's frame and node mounted (``FrameCommitted``), the attempt scheduled (``NodeStarted``),
-the task run and its output written (``NodeFinished``), the run finished (``RunFinished``),
-and the driver settled. Also: CPU per run of the whole process and of the event-loop thread.
+An Engine on a fresh store (a SQLite file, or the ``db`` option's URL) launches ``runs``
+one-task runs, ``concurrency`` in flight. A commit listener stamps each event as its transaction
+commits, so every phase is measured from the ``Engine.launch`` call: the run row inserted
+(``RunStarted``), the first render's frame and node mounted (``FrameCommitted``), the attempt
+scheduled (``NodeStarted``), the task run and its output written (``NodeFinished``), the run
+finished (``RunFinished``), and the driver settled. Also: CPU per run of the whole process and
+of the event-loop thread.
 Prints ``RESULT {json}``.
 """
 
@@ -27,11 +28,12 @@ from bench.common import emit
 async def runs(opts: dict[str, Any]) -> None:
     from bench import workflows as wfs
     from smithers_core.engine.engine import Engine
-    from smithers_core.store.sqlite import CommittedEvent, SqliteStore
+    from smithers_core.store import open_store
+    from smithers_core.store.base import CommittedEvent
 
     n, conc = int(opts.get("runs", 1000)), int(opts.get("concurrency", 32))
     tmp = Path(tempfile.mkdtemp(prefix="bench-engine-"))
-    store = SqliteStore(f"sqlite:///{tmp}/bench.db").open()
+    store = open_store(str(opts.get("db") or f"sqlite:///{tmp}/bench.db"))
     stamps: dict[str, dict[str, float]] = {}
 
     def on_commit(events: list[CommittedEvent]) -> None:

@@ -2,25 +2,39 @@
 
 from __future__ import annotations
 
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from bench.common import Child, median, rss_kib
-from bench.orchestration import GW_TOKEN, hist_pct, merge_hist, row, start, tokens
+from bench.orchestration import (
+    GW_TOKEN,
+    PG_SKIPPED,
+    drop_schema,
+    hist_pct,
+    merge_hist,
+    postgres_url,
+    row,
+    start,
+    stores,
+    tokens,
+)
 from bench.servers import TOKEN
 
 # --------------------------------------------------------------------------- 4. throughput
 
 
-def throughput(quick: bool) -> dict[str, Any]:
-    reps, n, nprof = (1, 300, 150) if quick else (3, 1000, 500)
-    gw, ready = start("gateway", {"tokens": 1, "seed": False})
+def _gateway_passes(
+    db: str | None, reps: int, n: int, nprof: int = 0, prof_path: Path | None = None
+) -> tuple[list[dict[str, Any]], list[dict[str, float]], dict[str, Any] | None]:
+    """``reps`` passes of ``n`` launchRun calls on one gateway over the store ``db`` (None:
+    its SQLite file), then a profiled pass of ``nprof`` runs when ``nprof``."""
+    gw, ready = start("gateway", {"tokens": 1, "seed": False, "db": db})
     results = []
     cpu: list[dict[str, float]] = []
-    prof_path = Path(tempfile.gettempdir()) / f"bench-throughput-{int(time.time())}.txt"
-    samples_path = prof_path.with_suffix(".threads.txt")
+    prof_res = None
     try:
 
         def one_pass(count: int) -> dict[str, Any]:
@@ -42,13 +56,104 @@ def throughput(quick: bool) -> dict[str, Any]:
             after = gw.call("threads")
             cpu.append({k: round(after.get(k, 0) - before.get(k, 0), 3) for k in after})
             results.append(res)
-        gw.call("prof_start")
-        gw.call("sample_start")
-        prof_res = one_pass(nprof)
-        gw.call(f"sample_stop {samples_path}", 60)
-        gw.call(f"prof_stop {prof_path}", 120)
+        if nprof and prof_path is not None:
+            samples_path = prof_path.with_suffix(".threads.txt")
+            gw.call("prof_start")
+            gw.call("sample_start")
+            prof_res = one_pass(nprof)
+            gw.call(f"sample_stop {samples_path}", 60)
+            gw.call(f"prof_stop {prof_path}", 120)
     finally:
         gw.close()
+    return results, cpu, prof_res
+
+
+def _cpu_per_run(cpu: list[dict[str, float]], results: list[dict[str, Any]]) -> list[float]:
+    return [
+        sum(v for k, v in c.items() if not k.startswith("bench-")) * 1000 / r["completed"]
+        for c, r in zip(cpu, results, strict=True)
+        if r["completed"]
+    ]
+
+
+def _postgres_throughput(reps: int, n: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The gateway and engine-only passes again, each on a fresh PostgreSQL schema."""
+    url = postgres_url()
+    try:
+        results, cpu, _ = _gateway_passes(url, reps, n)
+    finally:
+        drop_schema(url)
+    engine = {}
+    for c in (1, 32):
+        url = postgres_url()
+        try:
+            engine[c] = _engine_breakdown(n if c > 1 else n // 5, c, url)
+        finally:
+            drop_schema(url)
+    rps = median([r["completed"] / r["elapsed"] for r in results])
+    hists = [merge_hist([r["hist"]]) for r in results]
+    lab = "PostgreSQL"
+    rows = [
+        row(f"Runs completed/s ({n} launchRun, conc 32, {lab})", rps, None, unit="runs/s"),
+        row(
+            f"Launch-to-run.completed p50 ms ({lab})",
+            median([hist_pct(h, 0.5) for h in hists]),
+            None,
+            unit="ms",
+            higher=False,
+        ),
+    ]
+    rows[-1]["p99"] = (median([hist_pct(h, 0.99) for h in hists]), None)
+    rows.append(
+        row(
+            f"Gateway CPU ms per run (all threads, {lab})",
+            median(_cpu_per_run(cpu, results)),
+            None,
+            unit="ms",
+            higher=False,
+        )
+    )
+    rows.append(
+        row(
+            f"Engine only, no sockets: runs/s (32 in flight, {lab})",
+            engine[32]["runsPerS"],
+            None,
+            unit="runs/s",
+        )
+    )
+    rows.append(
+        row(
+            f"Engine only: CPU ms per run (process / event loop, {lab})",
+            engine[32]["cpuMsPerRun"],
+            None,
+            unit="ms",
+            higher=False,
+        )
+    )
+    rows[-1]["p99"] = (engine[32]["loopCpuMsPerRun"], None)
+    one, many = engine[1]["phasesP50Ms"], engine[32]["phasesP50Ms"]
+    for name in sorted(one, key=one.__getitem__):
+        rows.append(
+            row(
+                f"  engine: launch -> {name} p50 ms (1 / 32 in flight, {lab})",
+                one[name],
+                None,
+                unit="ms",
+                higher=False,
+            )
+        )
+        rows[-1]["p99"] = (many.get(name, float("nan")), None)
+    for r in rows:
+        r["store"] = "postgres"
+    return rows, {"runs": results, "threadCpuS": cpu, "engineBreakdown": engine}
+
+
+def throughput(quick: bool) -> dict[str, Any]:
+    reps, n, nprof = (1, 300, 150) if quick else (3, 1000, 500)
+    prof_path = Path(tempfile.gettempdir()) / f"bench-throughput-{int(time.time())}.txt"
+    samples_path = prof_path.with_suffix(".threads.txt")
+    results, cpu, prof_res = _gateway_passes(None, reps, n, nprof, prof_path)
+    assert prof_res is not None
     rps = [r["completed"] / r["elapsed"] for r in results]
     hists = [merge_hist([r["hist"]]) for r in results]
     s = median(rps)
@@ -79,11 +184,7 @@ def throughput(quick: bool) -> dict[str, Any]:
     for name, p50s in sorted(names.items(), key=lambda kv: median(kv[1])):
         rows.append(row(f"  launch -> {name} p50 ms", median(p50s), None, unit="ms", higher=False))
     # CPU of the gateway process per run (all its threads): survives a busy machine
-    per_run = [
-        sum(v for k, v in c.items() if not k.startswith("bench-")) * 1000 / r["completed"]
-        for c, r in zip(cpu, results, strict=True)
-        if r["completed"]
-    ]
+    per_run = _cpu_per_run(cpu, results)
     main_per_run = [
         c.get("MainThread", 0) * 1000 / r["completed"]
         for c, r in zip(cpu, results, strict=True)
@@ -103,7 +204,7 @@ def throughput(quick: bool) -> dict[str, Any]:
     engine = {c: _engine_breakdown(n if c > 1 else n // 5, c) for c in (1, 32)}
     rows.append(
         row(
-            "Engine only, no sockets: runs/s (32 in flight)",
+            "Engine only, no sockets: runs/s (32 in flight, SQLite)",
             engine[32]["runsPerS"],
             None,
             unit="runs/s",
@@ -133,9 +234,20 @@ def throughput(quick: bool) -> dict[str, Any]:
             )
         )
         rows[-1]["p99"] = (many.get(name, float("nan")), None)
+    for r in rows:
+        r["store"] = "sqlite"
+    notes, pg = [], {}
+    if "postgres" in stores():
+        pg_rows, pg = _postgres_throughput(reps, n)
+        rows += pg_rows
+    else:
+        print(f"note: {PG_SKIPPED}", file=sys.stderr, flush=True)
+        notes.append(PG_SKIPPED)
     return {
         "rows": rows,
+        "notes": notes,
         "details": {
+            "postgres": pg,
             "runs": results,
             "threadCpuS": cpu,
             "engineBreakdown": engine,
@@ -147,9 +259,11 @@ def throughput(quick: bool) -> dict[str, Any]:
     }
 
 
-def _engine_breakdown(runs: int, concurrency: int) -> dict[str, Any]:
-    """One ``bench.engine_breakdown`` pass: an Engine alone, phases stamped at commit."""
-    c = Child("bench.engine_breakdown", "runs", {"runs": runs, "concurrency": concurrency})
+def _engine_breakdown(runs: int, concurrency: int, db: str | None = None) -> dict[str, Any]:
+    """One ``bench.engine_breakdown`` pass: an Engine alone, phases stamped at commit, on a
+    fresh SQLite file or the store ``db``."""
+    opts = {"runs": runs, "concurrency": concurrency, "db": db}
+    c = Child("bench.engine_breakdown", "runs", opts)
     try:
         return c.expect("RESULT", 600)  # type: ignore[no-any-return]
     finally:

@@ -3,11 +3,14 @@ orchestrator's own HTTP/RPC calls, histograms and result rows (issue 8's targets
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
+import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
 
@@ -138,3 +141,43 @@ def profiled(srv: Child, label: str, fn: Any) -> tuple[Any, str]:
     finally:
         srv.call(f"prof_stop {path}", 120)
     return out, path.read_text() if path.exists() else ""
+
+
+# --------------------------------------------------------------------------- stores
+
+PG_VAR = "SMITHERS_BENCH_POSTGRES_URL"
+PG_SKIPPED = f"PostgreSQL rows skipped: ${PG_VAR} is unset (python3 dev.py bench sets it)"
+
+
+def stores() -> list[str]:
+    """The stores to measure: ``sqlite`` always, ``postgres`` when ``$PG_VAR`` is set."""
+    return ["sqlite", "postgres"] if os.environ.get(PG_VAR) else ["sqlite"]
+
+
+STORE_LABEL = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
+
+
+def postgres_url() -> str:
+    """``$PG_VAR`` with a fresh ``?schema=bench_<hex>`` (the store creates it on open)."""
+    parts = urlsplit(os.environ[PG_VAR])
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k != "schema"]
+    query.append(("schema", f"bench_{uuid.uuid4().hex[:12]}"))
+    return urlunsplit((*parts[:3], urlencode(query), parts.fragment))
+
+
+def drop_schema(url: str) -> None:
+    """Drop the schema a bench pass created (``bench_*`` only); best effort."""
+    parts = urlsplit(url)
+    q = dict(parse_qsl(parts.query))
+    schema = q.pop("schema", "")
+    if not schema.startswith("bench_"):
+        return
+    try:
+        import psycopg
+        from psycopg import sql
+
+        conninfo = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(q), ""))
+        with psycopg.connect(conninfo, autocommit=True, connect_timeout=10) as conn:
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+    except Exception as exc:  # a leftover schema is harmless
+        print(f"note: could not drop schema {schema}: {exc}")

@@ -214,7 +214,7 @@ async def gateway(opts: dict[str, Any]) -> None:
     gw = Gateway(
         plugins=host,
         base_dir=tmp,
-        db="sqlite:///bench.db",
+        db=str(opts.get("db") or "sqlite:///bench.db"),  # a PostgreSQL URL for its rows
         auth={"mode": "token", "tokens": token_grants(int(opts.get("tokens", 64)))},
         max_connections=int(opts.get("max_connections", 4000)),
         # every bench client is on 127.0.0.1: one peer opening batches of BATCH sockets

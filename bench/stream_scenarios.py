@@ -3,6 +3,7 @@ fan-out, each against its baseline."""
 
 from __future__ import annotations
 
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -10,16 +11,20 @@ from typing import Any
 
 from bench.common import Child, median
 from bench.orchestration import (
+    PG_SKIPPED,
     clients,
     close_all,
+    drop_schema,
     hist_pct,
     http,
     merge_hist,
+    postgres_url,
     profiled,
     row,
     rpc,
     split,
     start,
+    stores,
     tokens,
     wait_status,
 )
@@ -141,16 +146,14 @@ def fanout(quick: bool) -> dict[str, Any]:
     # can queue about 300 MB while the clients, on the same two cores, catch up; the default
     # 128 MiB would close the slowest readers (1013), which is what it is for
     outbound_total = 1024 * 1024 * 1024
-    gw, ready = start(
-        "gateway",
-        {
-            "tokens": 40,
-            "stream_caps": caps,
-            "queue_limit": queue_limit,
-            "outbound_total": outbound_total,
-            "seed": False,
-        },
-    )
+    gw_opts = {
+        "tokens": 40,
+        "stream_caps": caps,
+        "queue_limit": queue_limit,
+        "outbound_total": outbound_total,
+        "seed": False,
+    }
+    gw, ready = start("gateway", gw_opts)
     base, bready = start("bare_ws", {"hello": {"protocol": 1}})
     keys = ("sut", "base", "sutPaced", "basePaced", "sut1000", "base1000")
     runs: dict[str, list[dict[str, Any]]] = {k: [] for k in keys}
@@ -252,14 +255,27 @@ def fanout(quick: bool) -> dict[str, Any]:
             target="reported",
         )
     )
+    for r in rows:
+        r["store"] = "sqlite"
+    notes = [
+        f"Gateway on {ready['stack']}; baseline: bare {bready['stack']} broadcast. Clients"
+        f" offer permessage-deflate; negotiated on {neg['sut1000']} of 1,000 gateway"
+        f" sockets and {neg['base1000']} of 1,000 baseline sockets."
+    ]
+    pg: dict[str, Any] = {}
+    if "postgres" in stores():
+        sizes = {"n100": n100, "nPaced": n_paced, "rate": rate, "n1000": n1000}
+        base = {k: med(k.split(".")[1], k.split(".")[0]) for k in BASE_KEYS}
+        pg_rows, pg = _fan_postgres(gw_opts, toks, reps, sizes, base)
+        rows += pg_rows
+    else:
+        print(f"note: {PG_SKIPPED}", file=sys.stderr, flush=True)
+        notes.append(PG_SKIPPED)
     return {
         "rows": rows,
-        "notes": [
-            f"Gateway on {ready['stack']}; baseline: bare {bready['stack']} broadcast. Clients"
-            f" offer permessage-deflate; negotiated on {neg['sut1000']} of 1,000 gateway"
-            f" sockets and {neg['base1000']} of 1,000 baseline sockets."
-        ],
+        "notes": notes,
         "details": {
+            "postgres": pg,
             "stacks": {"sut": ready["stack"], "base": bready["stack"]},
             "deflateNegotiated": neg,
             "runs": runs,
@@ -276,6 +292,102 @@ def fanout(quick: bool) -> dict[str, Any]:
             "profiles": profiles,
         },
     }
+
+
+BASE_KEYS = ("base.deliveriesPerS", "base.p99", "basePaced.p99", "base1000.deliveriesPerS")
+
+
+def _fan_postgres(
+    gw_opts: dict[str, Any],
+    toks: list[str],
+    reps: int,
+    sz: dict[str, int],
+    base: dict[str, float],
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The fan-out rounds again on a gateway whose store is a fresh PostgreSQL schema; the
+    baselines (no store) are the SQLite pass's, from the same invocation."""
+    url = postgres_url()
+    runs: dict[str, list[dict[str, Any]]] = {"sut": [], "sutPaced": [], "sut1000": []}
+    sig: list[list[float]] = []
+    sig1: list[float] = []
+    try:
+        gw, ready = start("gateway", {**gw_opts, "db": url})
+        u = ready["url"]
+        try:
+            n100, n_paced, rate, n1000 = sz["n100"], sz["nPaced"], sz["rate"], sz["n1000"]
+            for _ in range(reps):
+                runs["sut"].append(_fan_round("sut", gw, u, toks, 100, n100, 60 + n100 / 100))
+                runs["sutPaced"].append(
+                    _fan_round("sut", gw, u, toks, 100, n_paced, 60 + n_paced / rate, rate)
+                )
+            runs["sut1000"].append(_fan_round("sut", gw, u, toks, 1000, n1000, 60 + n1000 / 20))
+            for _ in range(max(reps, 2)):
+                sig.append(_signal_round(u, toks, 100))
+            sig1 += [_signal_round(u, toks, 1)[0] for _ in range(3)]
+        finally:
+            gw.close()
+    finally:
+        drop_schema(url)
+
+    def med(key: str, side: str) -> float:
+        return median([r[key] for r in runs[side]])
+
+    lab = "PostgreSQL"
+    s, s1000 = med("deliveriesPerS", "sut"), med("deliveriesPerS", "sut1000")
+    rows = [
+        row(
+            f"Fan-out deliveries/s (100 subs, burst of N={n100}, {lab})",
+            s,
+            base["base.deliveriesPerS"],
+            unit="deliv/s",
+            target=">= 0.5x bare",
+            goal=0.5,
+            met=s / base["base.deliveriesPerS"] >= 0.5,
+        ),
+        row(
+            f"Fan-out p99 ms at that burst ({lab})",
+            med("p99", "sut"),
+            base["base.p99"],
+            unit="ms",
+            higher=False,
+        ),
+        row(
+            f"Fan-out p99 emit-to-receipt ms (100 subs, {rate} events/s, {lab})",
+            med("p99", "sutPaced"),
+            base["basePaced.p99"],
+            unit="ms",
+            higher=False,
+        ),
+        row(
+            f"Fan-out deliveries/s (1,000 subs, burst of N={n1000}, {lab})",
+            s1000,
+            base["base1000.deliveriesPerS"],
+            unit="deliv/s",
+            target=">= 0.5x bare",
+            goal=0.5,
+            met=s1000 / base["base1000.deliveriesPerS"] >= 0.5,
+        ),
+        row(
+            f"submitSignal -> run.completed p50 ms (100 subs, {lab})",
+            median([lat[len(lat) // 2] for lat in sig if lat]),
+            None,
+            unit="ms",
+        ),
+        row(
+            f"submitSignal -> run.completed ms (1 subscriber, {lab})",
+            median(sig1),
+            None,
+            unit="ms",
+        ),
+    ]
+    rows[2]["p50"] = (med("p50", "sutPaced"), None)
+    rows[-2]["p99"] = (
+        median([lat[min(len(lat) - 1, int(len(lat) * 0.99))] for lat in sig if lat]),
+        None,
+    )
+    for r in rows:
+        r["store"] = "postgres"
+    return rows, {"runs": runs, "signalLatencyMs": sig, "signalLatency1SubMs": sig1}
 
 
 # --------------------------------------------------------------------------- 6. SSE fan-out

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from smithers_core.auth import AuthMode, AuthRequest, Identity
 from smithers_core.registrations import Registration
 from smithers_core.service import RunService
-from smithers_core.store import SmithersDb, SqliteStore
+from smithers_core.store import SmithersDb, Store
 from smithers_core.workflow.models import RunAuth
 
 ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
@@ -86,7 +86,7 @@ class HostContext(Protocol):
     def run_service(self) -> RunService: ...
 
     @property
-    def store(self) -> SqliteStore: ...
+    def store(self) -> Store: ...
 
     @property
     def db(self) -> SmithersDb: ...

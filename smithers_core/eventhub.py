@@ -14,7 +14,6 @@ import functools
 import itertools
 import json
 import logging
-import sqlite3
 import time
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable
@@ -25,9 +24,10 @@ import anyio
 import anyio.abc
 
 from smithers_core.engine.transitions import TERMINAL_RUN
+from smithers_core.store.base import CommittedEvent, Store
+from smithers_core.store.conn import Connection
 from smithers_core.store.events import event_rows, last_event_rowid, rows_after_rowid
 from smithers_core.store.runs import run_status
-from smithers_core.store.sqlite import CommittedEvent, SqliteStore
 
 log = logging.getLogger("smithers.eventhub")
 
@@ -48,7 +48,7 @@ class EventHub:
 
     def __init__(
         self,
-        store: SqliteStore,
+        store: Store,
         *,
         poll_ms: int = 250,
         page_size: int = 500,
@@ -70,11 +70,17 @@ class EventHub:
         # in-process commit can never make it jump over another process's earlier rows.
         self._local_rowids: set[int] = set()
         self._taps: list[tuple[Callable[[list[CommittedEvent]], None], bool]] = []
+        self._poll_wake = anyio.Event()
+        self._unsubscribe: Callable[[], None] | None = None
 
     async def __aenter__(self) -> EventHub:
         self._loop = asyncio.get_running_loop()
         self._last_rowid = await self.store.aread(last_event_rowid)
         self.store.add_commit_listener(self._on_commit)
+        if self.store.notifies_commits:  # another process committed: tail the table now
+            self._unsubscribe = self.store.wake_on_foreign_commit(
+                self._loop, lambda: self._poll_wake.set()
+            )
         self._stack = AsyncExitStack()
         tg = await self._stack.enter_async_context(anyio.create_task_group())
         tg.start_soon(self._poll_other_processes)
@@ -83,6 +89,8 @@ class EventHub:
 
     async def __aexit__(self, *exc: object) -> None:
         self.store.remove_commit_listener(self._on_commit)
+        if self._unsubscribe is not None:
+            self._unsubscribe()
         if self._stack is not None:
             self._tg.cancel_scope.cancel()
             stack, self._stack = self._stack, None
@@ -132,7 +140,9 @@ class EventHub:
 
     async def _poll_other_processes(self) -> None:
         while True:
-            await anyio.sleep(self.poll_ms / 1000)
+            with anyio.move_on_after(self.poll_ms / 1000):
+                await self._poll_wake.wait()
+            self._poll_wake = anyio.Event()
             try:
                 await self._poll_once()
             except Exception:
@@ -220,7 +230,7 @@ class EventHub:
                 await waiter.wait()
 
 
-def _page(conn: sqlite3.Connection, *, run_id: str, after_seq: int, n: int) -> list[StoredEvent]:
+def _page(conn: Connection, *, run_id: str, after_seq: int, n: int) -> list[StoredEvent]:
     return [
         StoredEvent(run_id, r[0], r[1], r[2], r[3]) for r in event_rows(conn, run_id, after_seq, n)
     ]
@@ -230,7 +240,7 @@ TAIL_PAGE = 5000
 
 
 def _tail(
-    conn: sqlite3.Connection, *, after_rowid: int, skip: frozenset[int] = frozenset()
+    conn: Connection, *, after_rowid: int, skip: frozenset[int] = frozenset()
 ) -> tuple[int, int, list[CommittedEvent]]:
     """One page of rows after ``after_rowid``: ``(last rowid, row count, events)``, where the
     events leave out (and never decode) the rows in ``skip``, this process's own commits."""

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
 
-from smithers_core.store.sqlite import CommittedEvent
+from smithers_core.store.base import CommittedEvent
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 HTTP_BUCKETS = tuple(float(2**i) for i in range(11))  # 1, 2, 4, ... 1024 ms (+Inf)

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Sequence
 
 from smithers_core.contributions import EventObserver
-from smithers_core.store.sqlite import CommittedEvent
+from smithers_core.store.base import CommittedEvent
 
 log = logging.getLogger("smithers.observers")
 

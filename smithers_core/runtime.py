@@ -17,7 +17,7 @@ from smithers_core.eventhub import EventHub
 from smithers_core.observers import ObserverDispatch
 from smithers_core.plugins import PluginHost
 from smithers_core.service import RunService
-from smithers_core.store import DEFAULT_DB_URL, SmithersDb, SqliteStore, open_store
+from smithers_core.store import SmithersDb, Store, default_db_url, open_store
 
 
 class Runtime:
@@ -25,7 +25,7 @@ class Runtime:
 
     def __init__(
         self,
-        db: str | SqliteStore | None = None,
+        db: str | Store | None = None,
         *,
         base_dir: Path | None = None,
         resolver: WorkflowResolver | None = None,
@@ -40,7 +40,7 @@ class Runtime:
         terminal_window_grace_ms: int | None = None,
         unconfined_tools: bool = False,
     ) -> None:
-        self._db_arg = db if db is not None else DEFAULT_DB_URL
+        self._db_arg = db if db is not None else default_db_url()
         self.base_dir = base_dir
         self.resolver = resolver
         self.options = options or EngineOptions.from_env()

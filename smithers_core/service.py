@@ -18,9 +18,9 @@ from smithers_core.engine.transitions import TERMINAL_RUN, WAITING_RUN, get_run_
 from smithers_core.errors import SmithersError
 from smithers_core.ids import clip
 from smithers_core.store import approvals, nodes, runs, signals
+from smithers_core.store.base import Tx
 from smithers_core.store.db import SmithersDb
 from smithers_core.store.runs import CancelAttribution
-from smithers_core.store.sqlite import Tx
 from smithers_core.workflow.definition import Workflow
 from smithers_core.workflow.models import RunAuth
 

@@ -20,9 +20,10 @@ from smithers_core import jsonutil
 from smithers_core.engine.engine import Engine
 from smithers_core.engine.options import EngineOptions
 from smithers_core.service import RunService
+from smithers_core.store import Store
 from smithers_core.store.db import SmithersDb
-from smithers_core.store.sqlite import SqliteStore
 from smithers_core.workflow.definition import Workflow
+from tests import stores
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -57,8 +58,9 @@ async def wait_for(
         await anyio.sleep(0.01)
 
 
-def open_store(tmp_path: Path, name: str = "smithers.db") -> SqliteStore:
-    return SqliteStore(f"sqlite:///{name}", base_dir=tmp_path).open()
+def open_store(tmp_path: Path, name: str = "smithers.db") -> Store:
+    """The test's store called ``name`` (SQLite or PostgreSQL: :mod:`tests.stores`)."""
+    return stores.open_store(tmp_path, name)
 
 
 class Harness:
@@ -72,7 +74,7 @@ class Harness:
         self,
         tmp_path: Path,
         *workflows: Workflow,
-        store: SqliteStore | None = None,
+        store: Store | None = None,
         resolver: Callable[[dict[str, Any]], Workflow | None] | None = None,
         use_registry: bool = True,
         supervise: bool = True,

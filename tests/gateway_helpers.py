@@ -17,6 +17,7 @@ import websockets
 from smithers_core.defaults import auth_none, gateway_methods, gateway_rpc, gateway_ws
 from smithers_core.gateway import Gateway
 from smithers_core.plugins import PluginHost
+from tests import stores
 from tests.engine_helpers import engine_options
 from tests.fixtures.gateway import workflows as wfs
 
@@ -47,7 +48,7 @@ def make_gateway(
     auth = options.pop("auth", None)
     if auth is None and tokens is not None:
         auth = {"mode": "token", "tokens": tokens}
-    options.setdefault("db", "sqlite:///gw.db")
+    options.setdefault("db", stores.url("gw.db"))
     gw = Gateway(
         plugins=options.pop("plugins", None) or plugin_host(),
         base_dir=tmp_path,
@@ -161,20 +162,16 @@ async def ws_client(gw: Gateway, **kw: Any) -> AsyncIterator[WsClient]:
 
 # -- run-event streams (issue 6) ------------------------------------------------------------
 def db_events(db_file: Path, run_id: str) -> list[tuple[int, str]]:
-    """``(seq, payload_json)`` of every persisted event of ``run_id``, read with plain sqlite3."""
-    import sqlite3
-
-    conn = sqlite3.connect(f"file:{db_file}?mode=ro", uri=True, timeout=10)
-    try:
-        return [
-            (int(r[0]), str(r[1]))
-            for r in conn.execute(
-                "SELECT seq, payload_json FROM _smithers_events WHERE run_id = ? ORDER BY seq",
-                (run_id,),
-            )
-        ]
-    finally:
-        conn.close()
+    """``(seq, payload_json)`` of every persisted event of ``run_id``, read with a connection
+    of its own (:func:`tests.stores.rows`)."""
+    return [
+        (int(r[0]), str(r[1]))
+        for r in stores.rows(
+            db_file,
+            "SELECT seq, payload_json FROM _smithers_events WHERE run_id = ? ORDER BY seq",
+            run_id,
+        )
+    ]
 
 
 def expected_frames(rows: list[tuple[int, str]]) -> list[tuple[int, str, Any]]:

@@ -24,6 +24,7 @@ from smithers_core.gateway import Gateway
 from smithers_core.store import crons
 from smithers_core.workflow.definition import workflow
 from smithers_core.workflow.nodes import Seq, Task
+from tests import stores
 from tests.engine_helpers import wait_for
 from tests.fixtures.gateway import workflows as wfs
 from tests.gateway_helpers import (
@@ -398,7 +399,7 @@ def _cli(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 async def test_cli_against_a_store_and_a_gateway(tmp_path: Path) -> None:
     gw = cron_gateway(tmp_path)
-    db = f"sqlite:///{tmp_path / 'gw.db'}"
+    db = stores.abs_url(tmp_path, "gw.db")
     async with running(gw):
         url = gw.url or ""
 
@@ -427,7 +428,7 @@ async def test_cli_against_a_store_and_a_gateway(tmp_path: Path) -> None:
             assert r.returncode == 2 and "INVALID_INPUT" in r.stderr
             r = _cli("remove", "gone", "--db", db, cwd=tmp_path)
             assert r.returncode == 1 and "Cron not found: gone" in r.stderr
-            r = _cli("list", "--db", f"sqlite:///{tmp_path / 'none.db'}", cwd=tmp_path)
+            r = _cli("list", "--db", stores.abs_url(tmp_path, "none.db"), cwd=tmp_path)
             assert r.returncode == 2 and "STORE_NOT_FOUND" in r.stderr
 
         await anyio.to_thread.run_sync(store_side)

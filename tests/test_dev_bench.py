@@ -19,13 +19,19 @@ def dev(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
     mod: ModuleType = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     calls: list[tuple[str, ...]] = []
+    envs: list[dict[str, str] | None] = []
 
-    def fake_run(*cmd: Any, check: bool = True) -> int:
+    def fake_run(*cmd: Any, check: bool = True, env: dict[str, str] | None = None) -> int:
         calls.append(tuple(str(c) for c in cmd))
+        envs.append(env)
         return 0
 
     monkeypatch.setattr(mod, "run", fake_run)
     monkeypatch.setattr(mod, "setup", lambda: None)
+    monkeypatch.setattr(mod, "postgres_bindir", lambda: None)  # no real cluster here
+    monkeypatch.delenv("SMITHERS_TEST_POSTGRES_URL", raising=False)
+    monkeypatch.delenv("SMITHERS_BENCH_POSTGRES_URL", raising=False)
+    mod.envs = envs  # type: ignore[attr-defined]
     monkeypatch.setattr(mod, "VENV", tmp_path)
     mod.calls = calls  # type: ignore[attr-defined]
     return mod
@@ -57,7 +63,7 @@ def test_wrk_missing_as_root_updates_lists_when_install_fails(
             return "/usr/bin/apt-get"
         return "/usr/bin/wrk" if installed else None
 
-    def fake_run(*cmd: Any, check: bool = True) -> int:
+    def fake_run(*cmd: Any, check: bool = True, env: Any = None) -> int:
         calls.append(tuple(str(c) for c in cmd))
         if cmd[1] == "update":
             installed.append(True)
@@ -92,3 +98,24 @@ def test_bench_installs_extra_once_and_passes_arguments(
     assert len(installs) == 1
     runs = [c[3:] for c in dev.calls if c[1:3] == ("-m", "bench")]
     assert runs == [("--quick", "ws"), ("ws", "fanout")]
+
+
+def test_tests_without_postgresql_say_skipped_and_fail_in_ci(
+    dev: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("CI", raising=False)
+    assert dev.test(["-x"]) == 0
+    assert "the PostgreSQL test suites are SKIPPED" in capsys.readouterr().err
+    pytest_env = dev.envs[-1]
+    assert "SMITHERS_TEST_POSTGRES_URL" not in pytest_env
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(SystemExit) as stop:
+        dev.test([])
+    assert "CI never skips the PostgreSQL test suites" in str(stop.value.code)
+
+
+def test_a_given_postgresql_url_is_used_as_is(dev: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CI", "true")
+    monkeypatch.setenv("SMITHERS_TEST_POSTGRES_URL", "postgresql://u@127.0.0.1:1/db")
+    assert dev.test([]) == 0
+    assert dev.envs[-1]["SMITHERS_TEST_POSTGRES_URL"] == "postgresql://u@127.0.0.1:1/db"

@@ -16,8 +16,8 @@ import pytest
 
 from smithers_core.engine.options import EngineOptions
 from smithers_core.runtime import Runtime
-from smithers_core.store.sqlite import SqliteStore
 from smithers_core.workflow.loader import load_workflow
+from tests import stores
 from tests.processes import SMITHERS, Child, spawn
 
 pytestmark = pytest.mark.anyio
@@ -77,23 +77,16 @@ def _wait_file(path: Path, child: Child, timeout: float = 20) -> None:
 
 
 def _events(db: Path, run_id: str) -> list[dict[str, object]]:
-    import sqlite3
-
-    conn = sqlite3.connect(db)
-    try:
-        rows = conn.execute(
-            "SELECT seq, payload_json FROM _smithers_events WHERE run_id = ? ORDER BY seq",
-            (run_id,),
-        ).fetchall()
-    finally:
-        conn.close()
+    rows = stores.rows(
+        db, "SELECT seq, payload_json FROM _smithers_events WHERE run_id = ? ORDER BY seq", run_id
+    )
     assert [r[0] for r in rows] == list(range(len(rows))), "seq must be contiguous from 0"
     return [json.loads(r[1]) for r in rows]
 
 
 def _start_up(tmp_path: Path) -> AbstractContextManager[Child]:
     (tmp_path / "wf.py").write_text(WORKFLOW)
-    args = [*SMITHERS, "up", "wf.py", "--run-id", "r1", "--quiet", "--db", "sqlite:///runs.db"]
+    args = [*SMITHERS, "up", "wf.py", "--run-id", "r1", "--quiet", "--db", stores.url("runs.db")]
     return spawn(args, cwd=tmp_path, env=_env())
 
 
@@ -101,7 +94,7 @@ async def _finish_in_new_process(tmp_path: Path) -> None:
     wf = load_workflow(tmp_path / "wf.py")
     opts = EngineOptions.from_env(timer_tick_ms=20, cancel_poll_ms=20, sweep_ms=100)
     async with Runtime(
-        "sqlite:///runs.db", base_dir=tmp_path, resolver=lambda row: wf, options=opts
+        stores.url("runs.db"), base_dir=tmp_path, resolver=lambda row: wf, options=opts
     ) as rt:
         # no resume call: the supervisor's start-up sweep claims the orphaned run by itself
         import anyio
@@ -139,13 +132,10 @@ async def test_sigterm_suspends_and_a_new_process_resumes(tmp_path: Path) -> Non
     with _start_up(tmp_path) as up:
         _wait_file(tmp_path / "b-started", up)
         assert up.stop(signal.SIGTERM, timeout=20) == 130
-    import sqlite3
-
-    conn = sqlite3.connect(tmp_path / "runs.db")
-    status, owner, hb = conn.execute(
-        "SELECT status, runtime_owner_id, heartbeat_at_ms FROM _smithers_runs WHERE run_id='r1'"
-    ).fetchone()
-    conn.close()
+    ((status, owner, hb),) = stores.rows(
+        tmp_path / "runs.db",
+        "SELECT status, runtime_owner_id, heartbeat_at_ms FROM _smithers_runs WHERE run_id='r1'",
+    )
     assert (status, owner, hb) == ("running", None, None)
     events = _events(tmp_path / "runs.db", "r1")
     assert "RunCancelled" not in [e["type"] for e in events]
@@ -160,8 +150,8 @@ WRITER = textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    from smithers_core.store.sqlite import SqliteStore
-    store = SqliteStore("sqlite:///shared.db", base_dir=Path(sys.argv[1])).open()
+    from smithers_core.store import open_store
+    store = open_store(sys.argv[3], base_dir=Path(sys.argv[1]))
     futures = [store.submit(lambda tx, i=i: tx.emit("shared", "NodeOutput", text=str(i)))
                for i in range(int(sys.argv[2]))]
     for f in futures:
@@ -172,9 +162,12 @@ WRITER = textwrap.dedent(
 
 
 def test_two_processes_appending_to_one_file_keep_seq_contiguous(tmp_path: Path) -> None:
-    SqliteStore("sqlite:///shared.db", base_dir=tmp_path).open().close()
+    stores.open_store(tmp_path, "shared.db").close()
     procs = [
-        subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), "300"], env=_env())
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(tmp_path), "300", stores.url("shared.db")],
+            env=_env(),
+        )
         for _ in range(2)
     ]
     for p in procs:

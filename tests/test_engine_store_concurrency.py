@@ -15,9 +15,10 @@ import pytest
 from pydantic import BaseModel
 
 from smithers_core import jsonutil
-from smithers_core.store.sqlite import SqliteStore
+from smithers_core.store import Store
 from smithers_core.workflow.definition import workflow
 from smithers_core.workflow.nodes import Par, Seq, Task
+from tests import stores
 from tests.engine_helpers import REPO_ROOT, Harness, contiguous, open_store
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(20)]
@@ -25,7 +26,7 @@ pytestmark = [pytest.mark.anyio, pytest.mark.timeout(20)]
 N = 200
 
 
-def _events(store: SqliteStore, run_id: str) -> list[tuple[int, dict[str, Any]]]:
+def _events(store: Store, run_id: str) -> list[tuple[int, dict[str, Any]]]:
     rows = store.read(
         lambda c: c.execute(
             "SELECT seq, payload_json FROM _smithers_events WHERE run_id = ? ORDER BY seq",
@@ -55,7 +56,7 @@ async def test_two_stores_same_file_contiguous_seqs(tmp_path: Path, mode: str) -
         else:
             # one transaction per event on each store, both stores writing concurrently
 
-            async def writer(store: SqliteStore, name: str) -> None:
+            async def writer(store: Store, name: str) -> None:
                 for i in range(N):
                     await store.write(emit(name, i))
 
@@ -97,10 +98,10 @@ CHILD = textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    from smithers_core.store.sqlite import SqliteStore
+    from smithers_core.store import open_store
 
-    base, name, count = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
-    store = SqliteStore("sqlite:///smithers.db", base_dir=base).open()
+    base, name, count, url = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    store = open_store(url, base_dir=base)
     try:
         for i in range(count):  # one transaction per event
             store.write_sync(lambda tx, i=i: tx.emit("proc-run", "Probe", writer=name, i=i))
@@ -115,7 +116,7 @@ async def test_processes_and_threads_same_file_contiguous_seqs(tmp_path: Path) -
     try:
         procs = [
             subprocess.Popen(
-                [sys.executable, "-c", CHILD, str(tmp_path), f"p{k}", str(N)],
+                [sys.executable, "-c", CHILD, str(tmp_path), f"p{k}", str(N), stores.url()],
                 cwd=REPO_ROOT,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,

@@ -11,7 +11,8 @@ import anyio
 import pytest
 
 from smithers_core.eventhub import EventHub, RunWindows
-from smithers_core.store.sqlite import CommittedEvent, SqliteStore, Tx
+from smithers_core.store.sqlite import CommittedEvent, Tx
+from tests import stores
 
 pytestmark = pytest.mark.anyio
 
@@ -34,7 +35,7 @@ def _emit(n: int, run_id: str = "r", final: bool = False):  # type: ignore[no-un
 
 
 async def test_subscribe_replays_then_follows_live_commits_until_terminal(tmp_path: Path) -> None:
-    store = SqliteStore("sqlite:///h.db", base_dir=tmp_path).open()
+    store = stores.open_store(tmp_path, "h.db")
     try:
         await store.write(_emit(3))
         async with EventHub(store, poll_ms=5000) as hub:
@@ -59,7 +60,7 @@ async def test_subscribe_replays_then_follows_live_commits_until_terminal(tmp_pa
 
 
 async def test_commits_from_another_process_wake_readers(tmp_path: Path) -> None:
-    store = SqliteStore("sqlite:///x.db", base_dir=tmp_path).open()
+    store = stores.open_store(tmp_path, "x.db")
     try:
         await store.write(_emit(1, run_id="other"))
         async with EventHub(store, poll_ms=20) as hub:
@@ -67,8 +68,8 @@ async def test_commits_from_another_process_wake_readers(tmp_path: Path) -> None
                 """
                 import sys
                 from pathlib import Path
-                from smithers_core.store.sqlite import SqliteStore
-                s = SqliteStore("sqlite:///x.db", base_dir=Path(sys.argv[1])).open()
+                from smithers_core.store import open_store
+                s = open_store(sys.argv[2], base_dir=Path(sys.argv[1]))
                 def change(tx):
                     for i in range(3):
                         tx.emit("other", "NodeOutput", text=str(i))
@@ -89,7 +90,9 @@ async def test_commits_from_another_process_wake_readers(tmp_path: Path) -> None
                     tg.start_soon(reader)
                     await anyio.to_thread.run_sync(
                         lambda: subprocess.run(
-                            [sys.executable, "-c", code, str(tmp_path)], check=True, timeout=30
+                            [sys.executable, "-c", code, str(tmp_path), stores.url("x.db")],
+                            check=True,
+                            timeout=30,
                         )
                     )
             assert seen == ["NodeOutput"] * 3 + ["RunFinished"]
@@ -98,7 +101,7 @@ async def test_commits_from_another_process_wake_readers(tmp_path: Path) -> None
 
 
 async def test_taps_see_in_process_commits(tmp_path: Path) -> None:
-    store = SqliteStore("sqlite:///t.db", base_dir=tmp_path).open()
+    store = stores.open_store(tmp_path, "t.db")
     try:
         async with EventHub(store, poll_ms=5000) as hub:
             batches: list[list[int]] = []
@@ -149,8 +152,8 @@ async def test_poller_never_skips_rows_of_another_process_behind_a_local_commit(
     # Another process commits rowid N, then this process commits rowid N+1 before the next
     # poll: the local commit must not move the poll cursor past N (issue 6). Local rows are
     # fed once (by the commit listener), foreign rows once (by the poller).
-    store = SqliteStore("sqlite:///p.db", base_dir=tmp_path).open()
-    other = SqliteStore("sqlite:///p.db", base_dir=tmp_path).open()
+    store = stores.open_store(tmp_path, "p.db")
+    other = stores.open_store(tmp_path, "p.db")
     try:
         async with EventHub(store, poll_ms=60_000) as hub:
             fed: list[tuple[str, int]] = []

@@ -14,7 +14,7 @@ import pytest
 from anyio.abc import Process
 from websockets.exceptions import ConnectionClosed
 
-from smithers_core.store.sqlite import SqliteStore
+from tests import stores
 from tests.engine_helpers import Harness, wait_for
 from tests.fixtures.gateway import workflows as wfs
 from tests.gateway_helpers import (
@@ -41,7 +41,7 @@ async def test_events_of_another_store_are_broadcast(tmp_path: Path) -> None:
         await ws.recv()
         await ws.connect()
         # A second store and engine on the same file stand in for another process.
-        other = SqliteStore("sqlite:///gw.db", base_dir=tmp_path).open()
+        other = stores.open_store(tmp_path, "gw.db")
         try:
             async with Harness(tmp_path, wfs.deploy, store=other) as h:
                 run_id, status = await h.start(wfs.deploy, {"sha": "zzz"})
@@ -122,7 +122,7 @@ async def _smithers_up(tmp_path: Path, run_id: str, body: dict[str, Any]) -> Pro
             "--input",
             json.dumps(body),
             "--db",
-            f"sqlite:///{tmp_path / 'gw.db'}",
+            stores.abs_url(tmp_path, "gw.db"),
         ],
         cwd=tmp_path,
         env=_env(),
@@ -232,7 +232,7 @@ async def test_bridge_off_stops_raw_broadcasts_of_other_processes_not_streams(
         assert hub.windows.grace_s == 60
         await watcher.recv()
         await watcher.connect()
-        other = SqliteStore("sqlite:///gw.db", base_dir=tmp_path).open()
+        other = stores.open_store(tmp_path, "gw.db")
         try:
             async with Harness(tmp_path, wfs.deploy, store=other) as h:
                 run_id, status = await h.start(wfs.deploy, {"sha": "off"})

@@ -10,7 +10,7 @@ import pytest
 
 from smithers_core.errors import SmithersError
 from smithers_core.gateway.options import parse_options
-from smithers_core.store.sqlite import SqliteStore
+from tests import stores
 from tests.engine_helpers import Harness, wait_for
 from tests.fixtures.gateway import workflows as wfs
 from tests.gateway_helpers import TOKENS, make_gateway, running, ws_client
@@ -78,7 +78,7 @@ async def test_defaults_turn_the_bridge_off(tmp_path: Path) -> None:
         assert gw.context.options["out_of_process_event_bridge"] is False
         await watcher.recv()
         await watcher.connect()
-        other = SqliteStore("sqlite:///gw.db", base_dir=tmp_path).open()
+        other = stores.open_store(tmp_path, "gw.db")
         try:
             async with Harness(tmp_path, wfs.deploy, store=other) as h:
                 run_id, status = await h.start(wfs.deploy, {"sha": "off"})

@@ -10,7 +10,7 @@ import anyio
 import pytest
 import websockets
 
-from smithers_core.store.sqlite import SqliteStore
+from tests import stores
 from tests.engine_helpers import wait_for
 from tests.fixtures.gateway import workflows as wfs
 from tests.gateway_helpers import OP_TOKEN, TOKENS, http, make_gateway, rpc, running, ws_url
@@ -108,7 +108,7 @@ async def test_close_suspends_running_runs_and_they_resume(tmp_path: Path) -> No
 
         await wait_for(started, 5, "the task to start")
     # close() suspended the run: still running, no owner, no heartbeat, no RunCancelled.
-    store = SqliteStore("sqlite:///gw.db", base_dir=tmp_path).open()
+    store = stores.open_store(tmp_path, "gw.db")
     try:
         row = store.read(
             lambda conn: dict(

@@ -28,13 +28,13 @@ from pydantic import BaseModel
 from smithers_core.gateway import Gateway
 from smithers_core.workflow.definition import workflow
 from smithers_core.workflow.nodes import Seq, Task
+from tests import stores
 from tests.gateway_helpers import (
     OP_TOKEN,
     TOKENS,
     WsClient,
     append_events,
     create_run,
-    db_events,
     expected_frames,
     http,
     make_gateway,
@@ -68,19 +68,22 @@ def logger(ctx):  # type: ignore[no-untyped-def]
 class Served:
     gw: Gateway
     portal: anyio.from_thread.BlockingPortal
-    db_file: Path
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    """One gateway for the whole module, on its own event loop in a thread."""
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def served(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Served]:
+    """One gateway per store for the whole module, on its own event loop in a thread (the
+    module is not in ``BOTH_STORES``: this fixture is what runs it on both)."""
     tmp: Path = tmp_path_factory.mktemp("resume")
+    db = stores.module_url(request, "gw.db")
     ready = threading.Event()
     gateways: list[Gateway] = []
     stop: list[anyio.Event] = []
 
     async def serve() -> None:
-        gw = make_gateway(tmp, tokens=TOKENS, event_window_size=8)
+        gw = make_gateway(tmp, tokens=TOKENS, event_window_size=8, db=db)
         gw.register("logger", logger)
         await gw.listen(port=0)
         gateways.append(gw)
@@ -95,7 +98,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     with anyio.from_thread.start_blocking_portal() as portal:
         future = portal.start_task_soon(serve)
         assert ready.wait(10)
-        yield Served(gateways[0], portal, tmp / "gw.db")
+        yield Served(gateways[0], portal)
         portal.call(stop[0].set)
         future.result(10)
 
@@ -176,7 +179,15 @@ def test_reconnecting_with_the_last_seen_seq_yields_exactly_the_persisted_sequen
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(produce)
                     got = await _client(gw, run_id, points)
-        rows = db_events(served.db_file, run_id)
+        rows = await gw.runtime.store.aread(
+            lambda c: [
+                (int(r[0]), str(r[1]))
+                for r in c.execute(
+                    "SELECT seq, payload_json FROM _smithers_events WHERE run_id = ? ORDER BY seq",
+                    (run_id,),
+                )
+            ]
+        )
         assert stream_view(got) == expected_frames(rows)
         return got
 

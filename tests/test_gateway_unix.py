@@ -19,6 +19,7 @@ import pytest
 import websockets
 
 from smithers_core.errors import SmithersError
+from tests import stores
 from tests.gateway_helpers import OP_TOKEN, TOKENS, make_gateway, running
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
@@ -106,7 +107,7 @@ async def test_live_socket_and_other_files_are_never_replaced(tmp_path: Path) ->
     path = str(tmp_path / "gw.sock")
     first = make_gateway(tmp_path, tokens=TOKENS)
     async with running(first, path=path):
-        second = make_gateway(tmp_path, tokens=TOKENS, db="sqlite:///other.db")
+        second = make_gateway(tmp_path, tokens=TOKENS, db=stores.url("other.db"))
         error = await _listen_error(second, path)
         assert error.code == "SERVER_BIND_FAILED"
         assert "another server is listening" in error.message

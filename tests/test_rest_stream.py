@@ -10,7 +10,7 @@ import anyio
 import pytest
 from smithers_rest.stream import ChangeStream, StreamLimits
 
-from smithers_core.store.sqlite import SqliteStore
+from tests import stores
 from tests.engine_helpers import Harness
 from tests.fixtures.gateway import workflows as wfs
 from tests.gateway_helpers import http, running
@@ -194,7 +194,7 @@ async def test_runs_of_another_process_appear(tmp_path: Path) -> None:
     async with running(gw), open_changes(gw) as changes:
         await changes.until("heartbeat")
         # a second store and engine on the same file stand in for another process
-        other = SqliteStore("sqlite:///gw.db", base_dir=tmp_path).open()
+        other = stores.open_store(tmp_path, "gw.db")
         try:
             async with Harness(tmp_path, wfs.deploy, store=other) as h:
                 _run_id, status = await h.start(wfs.deploy, {"sha": "zzz"})

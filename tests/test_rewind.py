@@ -9,7 +9,6 @@ change stream seeing the jump.
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from smithers_core.runtime import Runtime
 from smithers_core.store import rewind as store_rewind
 from smithers_core.workflow.definition import workflow
 from smithers_core.workflow.nodes import Loop, Seq, Task
+from tests import stores
 from tests.engine_helpers import Harness, wait_for
 from tests.fixtures.gateway import rewind_workflows as rw
 from tests.gateway_helpers import (
@@ -64,11 +64,7 @@ def gateway(tmp_path: Path, *, rest: bool = False) -> Gateway:
 
 
 def db_rows(tmp_path: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-    conn = sqlite3.connect(f"file:{tmp_path / 'gw.db'}?mode=ro", uri=True, timeout=10)
-    try:
-        return [tuple(r) for r in conn.execute(sql, args)]
-    finally:
-        conn.close()
+    return stores.rows(tmp_path / "gw.db", sql, *args)
 
 
 def outputs(tmp_path: Path, run_id: str) -> dict[str, int]:
@@ -330,7 +326,7 @@ async def test_audit_recovery_after_a_crash_mid_rewind(tmp_path: Path) -> None:
         await wait_status(c, "crash", "finished")
     assert [row[3] for row in audit(tmp_path, "crash")] == ["success", "in_progress", "success"]
 
-    async with Runtime("sqlite:///gw.db", base_dir=tmp_path, supervise=False):
+    async with Runtime(stores.url("gw.db"), base_dir=tmp_path, supervise=False):
         pass
     rows = audit(tmp_path, "crash")
     assert [row[3] for row in rows] == ["success", "partial", "success"]
@@ -360,7 +356,7 @@ async def test_a_live_in_progress_rewind_makes_others_busy(tmp_path: Path) -> No
         r = await rewind(c, "live", 1)
         assert r.status_code == 409 and r.json()["error"]["code"] == "Busy"
     # a fresh in-progress row of a live process survives a restart's recovery
-    async with Runtime("sqlite:///gw.db", base_dir=tmp_path, supervise=False):
+    async with Runtime(stores.url("gw.db"), base_dir=tmp_path, supervise=False):
         pass
     assert [row[3] for row in audit(tmp_path, "live")] == ["in_progress", "failed"]
 

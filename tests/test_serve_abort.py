@@ -13,6 +13,7 @@ import pytest
 from smithers_core.hosts.serve import create_serve_app
 from smithers_core.runtime import Runtime
 from smithers_core.workflow.loader import load_workflow
+from tests import stores
 from tests.engine_helpers import engine_options, wait_for
 from tests.fixtures.server.helpers import copy_workflows
 from tests.test_serve_app import serve
@@ -52,7 +53,7 @@ async def test_abort_after_the_run_ended_changes_nothing(tmp_path: Path) -> None
 async def test_a_threading_event_set_from_another_thread_cancels(tmp_path: Path) -> None:
     paths = copy_workflows(tmp_path)
     workflow = load_workflow(paths["slow"])
-    async with Runtime("sqlite:///s.db", base_dir=tmp_path, options=engine_options()) as rt:
+    async with Runtime(stores.url("s.db"), base_dir=tmp_path, options=engine_options()) as rt:
         run_id = (await rt.service.launch(workflow, {}))["runId"]
         abort = threading.Event()
         app = create_serve_app(workflow, rt, run_id, abort, auth_token="")

@@ -22,6 +22,7 @@ from smithers_core.hosts.serve import create_serve_app, serve_up
 from smithers_core.http.binding import BoundServer, serve_app
 from smithers_core.runtime import Runtime
 from smithers_core.workflow.loader import load_workflow
+from tests import stores
 from tests.engine_helpers import engine_options
 from tests.fixtures.server.helpers import copy_workflows, parse_sse, read_sse
 from tests.test_server_api import err
@@ -63,7 +64,7 @@ async def serve(
     workflow = load_workflow(paths[name])
     async with (
         Runtime(
-            "sqlite:///smithers.db",
+            stores.url("smithers.db"),
             base_dir=tmp_path,
             options=engine_options(),
             root_dir=str(tmp_path),
@@ -323,7 +324,9 @@ async def test_signals_route_and_alias_resume_the_run(tmp_path: Path) -> None:
 async def test_serve_up_binds_and_serves_until_cancelled(tmp_path: Path) -> None:
     paths = copy_workflows(tmp_path)
     workflow = load_workflow(paths["fast"])
-    async with Runtime("sqlite:///smithers.db", base_dir=tmp_path, options=engine_options()) as rt:
+    async with Runtime(
+        stores.url("smithers.db"), base_dir=tmp_path, options=engine_options()
+    ) as rt:
         run_id = (await rt.service.launch(workflow, {}))["runId"]
         bound_box: list[BoundServer] = []
         ready = anyio.Event()
@@ -369,7 +372,7 @@ async def test_create_serve_app_accepts_a_threading_event(tmp_path: Path) -> Non
 
     paths = copy_workflows(tmp_path)
     workflow = load_workflow(paths["slow"])
-    async with Runtime("sqlite:///s.db", base_dir=tmp_path, options=engine_options()) as rt:
+    async with Runtime(stores.url("s.db"), base_dir=tmp_path, options=engine_options()) as rt:
         run_id = (await rt.service.launch(workflow, {}))["runId"]
         abort = threading.Event()
         app = create_serve_app(workflow, rt, run_id, abort, auth_token="")

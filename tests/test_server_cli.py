@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from smithers_core.hosts.server import start_server
+from tests import stores
 from tests.engine_helpers import engine_options
 from tests.fixtures.server.helpers import copy_workflows
 from tests.processes import SMITHERS, run, spawn
@@ -35,7 +36,10 @@ def test_smithers_server_serves_until_sigterm(tmp_path: Path) -> None:
         )
         assert r.json() == {"runId": "cli-1"}
         assert server.stop(signal.SIGTERM, timeout=10) == 0
-    assert (tmp_path / "smithers.db").exists()
+    # the default store: <root>/smithers.db (on the PostgreSQL leg: $SMITHERS_DB)
+    assert stores.rows(tmp_path / "smithers.db", "SELECT run_id FROM _smithers_runs") == [
+        ("cli-1",)
+    ]
 
 
 def test_smithers_server_help() -> None:

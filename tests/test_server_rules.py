@@ -18,6 +18,7 @@ import pytest
 
 from smithers_core.errors import SmithersError
 from smithers_core.hosts.server import serve_server, start_server
+from tests import stores
 from tests.engine_helpers import engine_options
 from tests.fixtures.server.helpers import copy_workflows, server
 from tests.test_server_api import err, insert_run
@@ -591,7 +592,8 @@ def test_srv99_default_port_and_sync_start_server(tmp_path: Path) -> None:
     finally:
         handle.close()
     handle.close()  # idempotent
-    assert (tmp_path / "smithers.db").exists()  # D9: the default store lives in root_dir
+    # D9: the default store lives in root_dir (on the PostgreSQL leg: $SMITHERS_DB)
+    assert stores.rows(tmp_path / "smithers.db", "SELECT COUNT(*) FROM _smithers_runs") == [(1,)]
 
 
 def test_start_server_port_zero_and_bind_errors(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""The SQLite store: WAL, migrations, epoch, group commit isolation, driver selection."""
+"""The stores: migrations, epoch, group commit isolation, driver selection (SQLite files
+themselves in the ``sqlite_only`` tests; the rest on both stores)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ import pytest
 from smithers_core.errors import SmithersError
 from smithers_core.store import open_store
 from smithers_core.store.schema import SCHEMA_VERSION
-from smithers_core.store.sqlite import SqliteStore, Tx, sqlite_path_from_url
+from smithers_core.store.sqlite import Tx, sqlite_path_from_url
+from tests import stores
 
 
+@pytest.mark.sqlite_only
 def test_url_forms(tmp_path: Path) -> None:
     assert sqlite_path_from_url("sqlite:///rel/x.db", tmp_path) == tmp_path / "rel/x.db"
     assert sqlite_path_from_url("sqlite:////abs/x.db", tmp_path) == Path("/abs/x.db")
@@ -21,6 +24,7 @@ def test_url_forms(tmp_path: Path) -> None:
         sqlite_path_from_url("sqlite://", tmp_path)
 
 
+@pytest.mark.sqlite_only
 def test_open_creates_wal_schema_and_a_stable_epoch(tmp_path: Path) -> None:
     store = open_store("sqlite:///s.db", base_dir=tmp_path)
     epoch = store.epoch
@@ -43,6 +47,7 @@ def test_open_creates_wal_schema_and_a_stable_epoch(tmp_path: Path) -> None:
     again.close()
 
 
+@pytest.mark.sqlite_only
 def test_newer_schema_is_refused(tmp_path: Path) -> None:
     open_store("sqlite:///s.db", base_dir=tmp_path).close()
     conn = sqlite3.connect(tmp_path / "s.db")
@@ -54,6 +59,7 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
     assert err.value.code == "SCHEMA_TOO_NEW"
 
 
+@pytest.mark.sqlite_only
 def test_unknown_scheme_names_the_problem(tmp_path: Path) -> None:
     with pytest.raises(SmithersError) as err:
         open_store("mysql://x/y", base_dir=tmp_path)
@@ -61,7 +67,7 @@ def test_unknown_scheme_names_the_problem(tmp_path: Path) -> None:
 
 
 def test_a_failing_change_rolls_back_alone_in_a_group(tmp_path: Path) -> None:
-    store = SqliteStore("sqlite:///g.db", base_dir=tmp_path).open()
+    store = stores.open_store(tmp_path, "g.db")
     gate = threading.Event()
     started = threading.Event()
 
@@ -97,7 +103,7 @@ def test_a_failing_change_rolls_back_alone_in_a_group(tmp_path: Path) -> None:
 
 
 def test_commit_listeners_see_events_in_seq_order_after_commit(tmp_path: Path) -> None:
-    store = SqliteStore("sqlite:///l.db", base_dir=tmp_path).open()
+    store = stores.open_store(tmp_path, "l.db")
     seen: list[int] = []
     store.add_commit_listener(lambda events: seen.extend(e.seq for e in events))
     for _ in range(5):
@@ -107,7 +113,7 @@ def test_commit_listeners_see_events_in_seq_order_after_commit(tmp_path: Path) -
 
 
 def test_closed_store_refuses_writes(tmp_path: Path) -> None:
-    store = SqliteStore("sqlite:///c.db", base_dir=tmp_path).open()
+    store = stores.open_store(tmp_path, "c.db")
     store.close()
     with pytest.raises(SmithersError) as err:
         store.submit(lambda tx: None)
@@ -115,7 +121,7 @@ def test_closed_store_refuses_writes(tmp_path: Path) -> None:
 
 
 def test_a_caller_that_gave_up_does_not_kill_the_writer(tmp_path: Path) -> None:
-    store = SqliteStore("sqlite:///k.db", base_dir=tmp_path).open()
+    store = stores.open_store(tmp_path, "k.db")
     gate = threading.Event()
     started = threading.Event()
 
@@ -132,3 +138,34 @@ def test_a_caller_that_gave_up_does_not_kill_the_writer(tmp_path: Path) -> None:
     assert store.write_sync(lambda tx: tx.emit("r", "RunStarted"))["type"] == "RunStarted"
     assert [e.type for e in store.tail(0)] == ["RunStarted"]
     store.close()
+
+
+def test_a_change_alone_in_its_transaction_fails_alone(tmp_path: Path) -> None:
+    store = stores.open_store(tmp_path, "a.db")
+    try:
+
+        def bad(tx: Tx) -> None:
+            tx.emit("r", "NodeOutput", text="lost")
+            tx.execute("UPDATE _smithers_meta SET value = 'x' WHERE key = 'epoch'")
+            raise ValueError("boom")
+
+        with pytest.raises(ValueError):
+            store.write_sync(bad)
+        # nothing of it committed, and the writer goes on
+        assert store.write_sync(lambda tx: tx.emit("r", "RunStarted"))["type"] == "RunStarted"
+        assert [(e.seq, e.type) for e in store.tail(0)] == [(0, "RunStarted")]
+        assert (
+            store.read(
+                lambda c: c.execute(
+                    "SELECT value FROM _smithers_meta WHERE key = 'epoch'"
+                ).fetchone()
+            )[0]
+            == store.epoch
+        )
+        # a statement the database refuses fails its change only
+        with pytest.raises(Exception) as err:
+            store.write_sync(lambda tx: tx.execute("INSERT INTO no_such_table VALUES (1)"))
+        assert "no_such_table" in str(err.value)
+        assert store.write_sync(lambda tx: tx.emit("r", "RunFinished"))["type"] == "RunFinished"
+    finally:
+        store.close()

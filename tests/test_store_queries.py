@@ -12,11 +12,12 @@ import pytest
 from smithers_core.store import approvals, events, nodes, runs
 from smithers_core.store.db import SmithersDb
 from smithers_core.store.sqlite import SqliteStore, Tx
+from tests import stores
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[SqliteStore]:
-    s = SqliteStore("sqlite:///q.db", base_dir=tmp_path).open()
+    s = stores.open_store(tmp_path, "q.db")
     try:
         yield s
     finally:

@@ -29,6 +29,7 @@ from smithers_core.gateway import Gateway
 from smithers_core.http import loop as serving_loop
 from smithers_core.http.binding import check_port_free
 from smithers_core.plugins import PluginHost, load_plugins
+from smithers_core.store.sqlite import sqlite_path_from_url
 from smithers_core.workflow.loader import load_workflow
 
 LISTEN_KEYS = ("host", "port", "path")
@@ -91,9 +92,18 @@ def access_banner(access: OperatorAccess) -> str | None:
     return f"  {access.note or 'operator credential'}:\n\n    {access.credential}\n"
 
 
+def cli_db_url(url: str) -> str:
+    """``--db``: a relative SQLite path is relative to the working directory, not the config."""
+    if url.startswith("sqlite://"):
+        return f"sqlite:///{sqlite_path_from_url(url, Path.cwd())}"
+    return url
+
+
 def run_gateway(args: argparse.Namespace) -> int:
     """Serve until Ctrl+C or SIGTERM (runs are suspended, not cancelled); 130 on interrupt."""
     config = load_config(args.config)
+    if args.db:
+        config.gateway["db"] = cli_db_url(args.db)
     listen = {k: config.gateway[k] for k in LISTEN_KEYS if k in config.gateway}
     for key in LISTEN_KEYS:
         value = getattr(args, key)
@@ -144,6 +154,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--port", type=int, help="TCP port (overrides [gateway] port; default 7331)"
     )
     parser.add_argument("--path", metavar="SOCKET", help="serve on a Unix socket instead of TCP")
+    parser.add_argument(
+        "--db",
+        metavar="URL",
+        help="store URL (overrides [gateway] db; default $SMITHERS_DB, else sqlite:///smithers.db"
+        " beside the config file); postgresql://... for replicas on one database",
+    )
     parser.add_argument(
         "--session-token",
         action="store_true",

@@ -10,7 +10,7 @@ from typing import Any
 from smithers_core.config import load_config
 from smithers_core.errors import SmithersError
 from smithers_core.ids import RUN_ID_RULE, is_run_id
-from smithers_core.store import DEFAULT_DB_URL
+from smithers_core.store import default_db_url
 
 CONFIG_HELP = "config file (default: $SMITHERS_CONFIG, else ./smithers.toml if present)"
 
@@ -22,17 +22,20 @@ def add_config_option(parser: argparse.ArgumentParser, help: str = CONFIG_HELP) 
 def add_store_options(parser: argparse.ArgumentParser) -> None:
     """``--db URL`` and the ``--config`` whose ``[gateway] db`` is the default."""
     parser.add_argument(
-        "--db", metavar="URL", help="store URL (default: config or sqlite:///smithers.db)"
+        "--db",
+        metavar="URL",
+        help="store URL (default: config, $SMITHERS_DB or sqlite:///smithers.db)",
     )
     add_config_option(parser, "config file (for its [gateway] db)")
 
 
 def resolve_db_url(args: argparse.Namespace) -> tuple[str, Path]:
-    """``--db``, else the config file's ``[gateway] db``, else ``sqlite:///smithers.db``."""
+    """``--db``, else the config file's ``[gateway] db``, else ``$SMITHERS_DB``, else
+    ``sqlite:///smithers.db``."""
     if getattr(args, "db", None):
         return str(args.db), Path.cwd()
     config = load_config(getattr(args, "config", None))
-    url = config.gateway.get("db") or DEFAULT_DB_URL
+    url = config.gateway.get("db") or default_db_url()
     return str(url), config.base_dir
 
 

@@ -32,7 +32,7 @@ from smithers_core.cli.up import EXIT_FAILED, EXIT_USAGE, foreground
 from smithers_core.contributions import CliCommand
 from smithers_core.errors import SmithersError
 from smithers_core.runtime import Runtime
-from smithers_core.store import SmithersDb, SqliteStore, open_store
+from smithers_core.store import SmithersDb, Store, open_store
 from smithers_core.store.runs import CancelAttribution
 
 Handler = Callable[[argparse.Namespace], int]
@@ -71,7 +71,7 @@ async def _operate(args: argparse.Namespace, op: str) -> dict[str, Any]:
         store.close()
 
 
-async def _change(store: SqliteStore, args: argparse.Namespace, op: str) -> dict[str, Any]:
+async def _change(store: Store, args: argparse.Namespace, op: str) -> dict[str, Any]:
     async with Runtime(store, supervise=False) as rt:
         svc = rt.service
         if op in ("approve", "deny"):

@@ -22,7 +22,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     parser.add_argument(
-        "--db", metavar="URL", help="store URL (default sqlite:///<root>/smithers.db)"
+        "--db",
+        metavar="URL",
+        help="store URL (default $SMITHERS_DB or sqlite:///<root>/smithers.db)",
     )
     parser.add_argument(
         "--auth-token", metavar="T", help="bearer token (default: $SMITHERS_API_KEY; none = off)"

@@ -27,8 +27,8 @@ from smithers_core.engine.steps import Inflight, StartSpec, dump_output, model_n
 from smithers_core.engine.transitions import error_dict
 from smithers_core.errors import SmithersError, validation_issues
 from smithers_core.store import nodes, runs
+from smithers_core.store.base import Tx
 from smithers_core.store.events import node_event
-from smithers_core.store.sqlite import Tx
 from smithers_core.workflow.context import TaskContext
 from smithers_core.workflow.models import RunAuth
 from smithers_core.workflow.nodes import Task

@@ -30,8 +30,8 @@ from smithers_core.engine.transitions import error_dict
 from smithers_core.engine.walker import Walker
 from smithers_core.errors import SmithersError
 from smithers_core.store import nodes, runs
+from smithers_core.store.base import Tx
 from smithers_core.store.snapshot import RunState, load_run_state
-from smithers_core.store.sqlite import Tx
 from smithers_core.workflow.context import Ctx
 from smithers_core.workflow.definition import Workflow
 from smithers_core.workflow.models import RunAuth

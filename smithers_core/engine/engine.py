@@ -10,6 +10,7 @@ Use it as an async context manager; leaving it suspends (never cancels) active r
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import os
@@ -33,15 +34,18 @@ from smithers_core.engine.wait_models import WaitModels
 from smithers_core.errors import SmithersError
 from smithers_core.ids import check_run_id
 from smithers_core.store import nodes, runs
+from smithers_core.store.base import Store, Tx
 from smithers_core.store.events import node_event
 from smithers_core.store.runs import CancelAttribution
-from smithers_core.store.sqlite import SqliteStore, Tx
 from smithers_core.workflow.definition import Workflow
 from smithers_core.workflow.models import RunAuth
 
 log = logging.getLogger("smithers.engine")
 
-HOSTNAME = socket.gethostname()
+HOSTNAME = os.environ.get("SMITHERS_REPLICA_ID") or socket.gethostname()
+"""The host part of owner ids: processes with the same one see each other's PIDs, so a dead
+owner among them is noticed at once; others wait out ``stale_after_ms`` (a replica in its own
+container, or one given its own ``$SMITHERS_REPLICA_ID``)."""
 WorkflowResolver = Callable[[dict[str, Any]], Workflow | None]
 
 
@@ -85,7 +89,7 @@ class Engine:
 
     def __init__(
         self,
-        store: SqliteStore,
+        store: Store,
         *,
         options: EngineOptions | None = None,
         resolver: WorkflowResolver | None = None,
@@ -110,6 +114,8 @@ class Engine:
         self._inbox: dict[str, int] = {}
         self._resuming: set[str] = set()
         self.on_run_settled: list[Callable[[str, str | None], None]] = []
+        self._poll_wake = anyio.Event()
+        self._unsubscribe: Callable[[], None] | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
     async def __aenter__(self) -> Engine:
@@ -117,6 +123,10 @@ class Engine:
         self._tg = await self._stack.enter_async_context(anyio.create_task_group())
         self._tg.start_soon(self._heartbeat_loop)
         self._tg.start_soon(self._poll_loop)
+        if self.store.notifies_commits:  # another replica's commit: poll the inbox now
+            self._unsubscribe = self.store.wake_on_foreign_commit(
+                asyncio.get_running_loop(), lambda: self._poll_wake.set()
+            )
         if self.supervise:
             self._tg.start_soon(self._timer_loop)
             self._tg.start_soon(self._sweep_loop)
@@ -130,6 +140,8 @@ class Engine:
         if self._closing:
             return
         self._closing = True
+        if self._unsubscribe is not None:
+            self._unsubscribe()
         drivers = list(self.active.values())
         for driver in drivers:
             driver.request_shutdown()
@@ -473,7 +485,9 @@ class Engine:
     async def _poll_loop(self) -> None:
         interval = self.options.cancel_poll_ms / 1000
         while True:
-            await anyio.sleep(interval)
+            with anyio.move_on_after(interval):
+                await self._poll_wake.wait()
+            self._poll_wake = anyio.Event()
             if not self.active:
                 continue
             owner = self.owner_id

@@ -10,7 +10,7 @@ from typing import Protocol
 
 from smithers_core.engine.options import EngineOptions
 from smithers_core.engine.wait_models import WaitModels
-from smithers_core.store.sqlite import SqliteStore
+from smithers_core.store.base import Store
 
 
 class SettledRun(Protocol):
@@ -31,7 +31,7 @@ class RunHost(Protocol):
     stops."""
 
     @property
-    def store(self) -> SqliteStore:
+    def store(self) -> Store:
         """The store the run lives in."""
 
     @property

@@ -14,9 +14,9 @@ from typing import Any
 from smithers_core.engine.render import Key, PLeaf, RenderPlan
 from smithers_core.engine.steps import Change, model_name
 from smithers_core.store import approvals, frames, loops, nodes
+from smithers_core.store.base import Tx
 from smithers_core.store.events import node_event
 from smithers_core.store.snapshot import RunState
-from smithers_core.store.sqlite import Tx
 from smithers_core.workflow.nodes import Task
 
 WAITING_NODE = ("waiting-approval", "waiting-event", "waiting-timer")

@@ -22,7 +22,7 @@ from smithers_core.engine.engine import Engine, owner_is_dead_here
 from smithers_core.engine.transitions import get_run_row
 from smithers_core.errors import SmithersError
 from smithers_core.store import rewind as store_rewind
-from smithers_core.store.sqlite import Tx
+from smithers_core.store.base import Tx
 from smithers_core.workflow.definition import Workflow
 
 log = logging.getLogger("smithers.engine")

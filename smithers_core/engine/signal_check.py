@@ -25,8 +25,8 @@ from smithers_core.engine.render import render
 from smithers_core.engine.wait_models import WaitModels
 from smithers_core.errors import SmithersError, validation_issues
 from smithers_core.store import nodes, runs
+from smithers_core.store.base import Store
 from smithers_core.store.snapshot import RunState, load_run_state
-from smithers_core.store.sqlite import SqliteStore
 from smithers_core.workflow.context import Ctx
 from smithers_core.workflow.definition import Workflow
 from smithers_core.workflow.models import RunAuth
@@ -84,7 +84,7 @@ def _wait_model(
 
 
 async def check_signal_payload(
-    store: SqliteStore,
+    store: Store,
     run_id: str,
     name: str,
     correlation_id: str | None,

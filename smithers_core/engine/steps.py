@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from smithers_core import jsonutil
 from smithers_core.engine.render import Key, PLeaf, call_render_code
-from smithers_core.store.sqlite import Tx
+from smithers_core.store.base import Tx
 from smithers_core.workflow.context import Ctx, TaskContext
 from smithers_core.workflow.nodes import Task
 

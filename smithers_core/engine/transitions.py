@@ -12,9 +12,9 @@ from typing import Any
 
 from smithers_core.errors import SmithersError
 from smithers_core.store import nodes, runs
+from smithers_core.store.base import Tx
 from smithers_core.store.events import node_event
 from smithers_core.store.runs import run_row
-from smithers_core.store.sqlite import Tx
 
 Key = tuple[str, int]
 

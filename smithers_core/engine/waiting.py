@@ -25,9 +25,9 @@ from smithers_core.engine.steps import (
 )
 from smithers_core.errors import validation_issues
 from smithers_core.store import approvals, nodes, signals
+from smithers_core.store.base import Tx
 from smithers_core.store.events import node_event
 from smithers_core.store.snapshot import RunState
-from smithers_core.store.sqlite import Tx
 from smithers_core.workflow.context import Ctx
 from smithers_core.workflow.durations import iso_from_ms
 from smithers_core.workflow.models import ApprovalDecision, Ranking, Selection

@@ -24,9 +24,9 @@ from smithers_core.engine.steps import (
 from smithers_core.engine.waiting import WaitingLeaves
 from smithers_core.errors import SmithersError
 from smithers_core.store import loops, nodes
+from smithers_core.store.base import Tx
 from smithers_core.store.events import node_event
 from smithers_core.store.snapshot import RunState
-from smithers_core.store.sqlite import Tx
 from smithers_core.workflow.context import Ctx
 from smithers_core.workflow.nodes import Approval, Task, Timer, WaitSignal
 

@@ -19,7 +19,7 @@ from smithers_core.gateway.events import map_event
 from smithers_core.gateway.metrics import GatewayMetrics
 from smithers_core.gateway.outbound import OutboundBudget
 from smithers_core.gateway.preauth import PreAuthPool
-from smithers_core.store.sqlite import CommittedEvent
+from smithers_core.store.base import CommittedEvent
 
 COMPLETED_MEMORY = 10_000  # runs whose run.completed was sent, remembered to send it once
 

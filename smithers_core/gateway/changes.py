@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 
-from smithers_core.store.sqlite import CommittedEvent
+from smithers_core.store.base import CommittedEvent
 
 log = logging.getLogger("smithers.gateway")
 

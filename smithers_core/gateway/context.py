@@ -39,7 +39,7 @@ from smithers_core.gateway.run_views import RunViews
 from smithers_core.registrations import Registration
 from smithers_core.runtime import Runtime
 from smithers_core.service import RunService
-from smithers_core.store import SmithersDb, SqliteStore
+from smithers_core.store import SmithersDb, Store
 from smithers_core.workflow.models import RunAuth
 
 log = logging.getLogger("smithers.gateway")
@@ -149,7 +149,7 @@ class GatewayContext:
         return self.runtime.service
 
     @property
-    def store(self) -> SqliteStore:
+    def store(self) -> Store:
         return self.runtime.store
 
     @property

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic.alias_generators import to_camel
 
 from smithers_core.errors import SmithersError, validation_issues
+from smithers_core.store import default_db_url
 
 DEFAULT_FEATURES = ("streaming", "runs")
 BRIDGE_POLL_MS = 1000
@@ -65,7 +66,7 @@ class GatewayOptions(BaseModel):
     """Constructor options of :class:`~smithers_core.gateway.Gateway`.
 
     Time constants default to upstream's values and read ``SMITHERS_GATEWAY_*`` environment
-    overrides (D12). ``db`` is a store URL (``sqlite:///smithers.db``) or a ``SqliteStore``.
+    overrides (D12). ``db`` is a store URL (``sqlite:///smithers.db``) or a ``Store``.
     ``out_of_process_event_bridge`` and ``out_of_process_event_bridge_poll_ms`` are unset
     (None) by default and resolved at construction: the option, else ``defaults``, else the
     environment override (poll only), else upstream's default (``True``, 1,000 ms).
@@ -117,7 +118,7 @@ class GatewayOptions(BaseModel):
     # HTTP parser: None picks $SMITHERS_HTTP, else httptools (smithers_core.http.timeouts)
     http: Literal["httptools", "h11"] | None = None
     identity: IdentityOption = Field(default_factory=IdentityOption)
-    db: Any = "sqlite:///smithers.db"
+    db: Any = Field(default_factory=default_db_url)
     max_outbound_bytes: int = 32 * 1024 * 1024
     max_outbound_bytes_total: int = 128 * 1024 * 1024
     max_inflight_requests: int = 64

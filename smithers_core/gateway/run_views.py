@@ -12,10 +12,10 @@ from smithers_core.errors import SmithersError
 from smithers_core.gateway.registry import WorkflowRegistry
 from smithers_core.runtime import Runtime
 from smithers_core.store.approvals import pending_approvals
+from smithers_core.store.base import CommittedEvent
 from smithers_core.store.db import RUN_COLUMNS, camel_row
 from smithers_core.store.nodes import node_states
 from smithers_core.store.runs import iter_runs
-from smithers_core.store.sqlite import CommittedEvent
 
 ACTIVE_STATUSES = ("running", "waiting-approval", "waiting-event", "waiting-timer", "paused")
 RUN_CACHE_SIZE = 1000

@@ -35,7 +35,7 @@ from smithers_core.http.auth import resolve_token
 from smithers_core.http.binding import BoundServer
 from smithers_core.plugins import PluginHost
 from smithers_core.runtime import Runtime
-from smithers_core.store import SmithersDb, SqliteStore
+from smithers_core.store import SmithersDb, Store, default_db_url
 
 
 @dataclass
@@ -60,7 +60,7 @@ class RunningServer:
 async def serve_server(
     port: int = DEFAULT_PORT,
     host: str = "127.0.0.1",
-    db: str | SmithersDb | SqliteStore | None = None,
+    db: str | SmithersDb | Store | None = None,
     auth_token: str | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     root_dir: str | None = None,
@@ -85,10 +85,10 @@ async def serve_server(
     root = os.path.realpath(root_dir or os.getcwd())
     if not os.path.isdir(root):
         raise SmithersError("INVALID_INPUT", f"root_dir is not a directory: {root}")
-    store: str | SqliteStore
+    store: str | Store
     base_dir = Path.cwd()
     if db is None:
-        store, base_dir = "sqlite:///smithers.db", Path(root)
+        store, base_dir = default_db_url(), Path(root)
     elif isinstance(db, SmithersDb):
         store = db.store
     else:
@@ -142,7 +142,7 @@ class ServerHandle:
 def start_server(
     port: int = DEFAULT_PORT,
     host: str = "127.0.0.1",
-    db: str | SmithersDb | SqliteStore | None = None,
+    db: str | SmithersDb | Store | None = None,
     auth_token: str | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     root_dir: str | None = None,

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 from smithers_core.errors import SmithersError
+from smithers_core.store.base import OpenMode, Store
 from smithers_core.store.db import SmithersDb
-from smithers_core.store.sqlite import OpenMode, SqliteStore
+from smithers_core.store.sqlite import SqliteStore
 
 STORE_GROUP = "smithers.stores"
 DEFAULT_DB_URL = "sqlite:///smithers.db"
+DB_ENV = "SMITHERS_DB"
+
+
+def default_db_url() -> str:
+    """The store URL when none is given: ``$SMITHERS_DB``, else ``sqlite:///smithers.db``."""
+    return os.environ.get(DB_ENV) or DEFAULT_DB_URL
 
 
 def url_scheme(url: str) -> str:
@@ -20,7 +28,7 @@ def url_scheme(url: str) -> str:
     return scheme.split("+", 1)[0].lower()
 
 
-def open_store(url: str, *, base_dir: Path | None = None, mode: OpenMode = "rwc") -> SqliteStore:
+def open_store(url: str, *, base_dir: Path | None = None, mode: OpenMode = "rwc") -> Store:
     """Open (create, migrate) the store for ``url`` with the driver registered for its scheme.
 
     ``mode="ro"`` opens an existing store read-only and ``"rw"`` an existing one for writing;
@@ -43,16 +51,19 @@ def open_store(url: str, *, base_dir: Path | None = None, mode: OpenMode = "rwc"
             f"No installed store driver handles {scheme!r} URLs ({url})",
             {"scheme": scheme},
         ) from exc
-    store: SqliteStore = manager.driver
+    store: Store = manager.driver
     return store.open(mode)
 
 
 __all__ = [
+    "DB_ENV",
     "DEFAULT_DB_URL",
     "STORE_GROUP",
     "OpenMode",
     "SmithersDb",
     "SqliteStore",
+    "Store",
+    "default_db_url",
     "open_store",
     "url_scheme",
 ]

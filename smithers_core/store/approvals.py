@@ -7,12 +7,12 @@ the approval events; reads take a connection.
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 from smithers_core import jsonutil
+from smithers_core.store.base import Tx
+from smithers_core.store.conn import Connection
 from smithers_core.store.events import node_event
-from smithers_core.store.sqlite import Tx
 
 Key = tuple[str, int]
 
@@ -20,7 +20,7 @@ Key = tuple[str, int]
 
 
 def approval_row(
-    conn: sqlite3.Connection, run_id: str, node_id: str, iteration: int
+    conn: Connection, run_id: str, node_id: str, iteration: int
 ) -> dict[str, Any] | None:
     """The approval row of one node, or None when it was never requested."""
     row = conn.execute(
@@ -30,7 +30,7 @@ def approval_row(
     return dict(row) if row is not None else None
 
 
-def pending_approvals(conn: sqlite3.Connection, run_id: str | None = None) -> list[dict[str, Any]]:
+def pending_approvals(conn: Connection, run_id: str | None = None) -> list[dict[str, Any]]:
     """Approvals someone can still decide, oldest request first (then run, node, iteration).
 
     Pending means: the row is ``requested``, its run is not terminal (finished, failed,
@@ -51,7 +51,7 @@ def pending_approvals(conn: sqlite3.Connection, run_id: str | None = None) -> li
     return [dict(r) for r in rows]
 
 
-def oldest_request(conn: sqlite3.Connection, run_id: str) -> tuple[str, int] | None:
+def oldest_request(conn: Connection, run_id: str) -> tuple[str, int] | None:
     """``(node_id, requested_at_ms)`` of the run's oldest undecided approval, or None."""
     row = conn.execute(
         "SELECT node_id, requested_at_ms FROM _smithers_approvals WHERE run_id = ?"
@@ -62,7 +62,7 @@ def oldest_request(conn: sqlite3.Connection, run_id: str) -> tuple[str, int] | N
     return None if row is None else (row[0], row[1])
 
 
-def requested_count(conn: sqlite3.Connection, run_id: str) -> int:
+def requested_count(conn: Connection, run_id: str) -> int:
     """How many of the run's approvals are still undecided."""
     row = conn.execute(
         "SELECT COUNT(*) FROM _smithers_approvals WHERE run_id = ? AND status = 'requested'",
@@ -72,7 +72,7 @@ def requested_count(conn: sqlite3.Connection, run_id: str) -> int:
 
 
 def recent_human_decisions(
-    conn: sqlite3.Connection, workflow_name: str, node_id: str, other_than_run: str, limit: int
+    conn: Connection, workflow_name: str, node_id: str, other_than_run: str, limit: int
 ) -> list[str]:
     """The statuses (``approved``/``denied``) of the newest ``limit`` decisions people made on
     node ``node_id`` of workflow ``workflow_name`` in runs other than ``other_than_run``."""

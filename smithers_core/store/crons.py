@@ -8,15 +8,15 @@ take a connection. Times are epoch milliseconds given by the caller (its clock).
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
-from smithers_core.store.sqlite import Tx
+from smithers_core.store.base import Tx
+from smithers_core.store.conn import Connection, Row
 
 RETRY_AFTER_ERROR_MS = 60_000
 
 
-def cron_view(row: sqlite3.Row | None) -> dict[str, Any] | None:
+def cron_view(row: Row | None) -> dict[str, Any] | None:
     """A row in wire shape (``cronId``, ``pattern``, ``workflowPath``, ``enabled`` ...)."""
     if row is None:
         return None
@@ -33,13 +33,13 @@ def cron_view(row: sqlite3.Row | None) -> dict[str, Any] | None:
     }
 
 
-def cron_rows(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+def cron_rows(conn: Connection) -> list[dict[str, Any]]:
     """Every row, enabled or not, oldest first."""
     rows = conn.execute("SELECT * FROM _smithers_cron ORDER BY created_at_ms, cron_id").fetchall()
     return [view for view in map(cron_view, rows) if view is not None]
 
 
-def cron_row(conn: sqlite3.Connection, cron_id: str) -> dict[str, Any] | None:
+def cron_row(conn: Connection, cron_id: str) -> dict[str, Any] | None:
     return cron_view(
         conn.execute("SELECT * FROM _smithers_cron WHERE cron_id = ?", (cron_id,)).fetchone()
     )

@@ -8,14 +8,14 @@ and the run service.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
 from typing import Any
 
 from smithers_core import jsonutil
 from smithers_core.clock import now_ms
 from smithers_core.store import approvals, events, frames, nodes, runs, signals
-from smithers_core.store.sqlite import SqliteStore
+from smithers_core.store.base import Store
+from smithers_core.store.conn import Connection, Row
 from smithers_core.workflow.durations import iso_from_ms
 
 _CAMEL: dict[str, str] = {}
@@ -60,16 +60,14 @@ def camel(name: str) -> str:
     return out
 
 
-def camel_row(
-    row: sqlite3.Row | dict[str, Any], columns: Iterable[str] | None = None
-) -> dict[str, Any]:
+def camel_row(row: Row | dict[str, Any], columns: Iterable[str] | None = None) -> dict[str, Any]:
     """A row as a dict with camelCase keys (only ``columns`` when given)."""
     keys = columns if columns is not None else row.keys()
     return {camel(k): row[k] for k in keys}
 
 
 def run_state_view(
-    run: dict[str, Any], conn: sqlite3.Connection, stale_after_ms: int = STALE_AFTER_MS
+    run: dict[str, Any], conn: Connection, stale_after_ms: int = STALE_AFTER_MS
 ) -> dict[str, Any]:
     """Upstream's ``RunStateView``: a pure function of the run row (plus its blocker)."""
     status = run["status"]
@@ -131,7 +129,7 @@ class SmithersDb:
     """Read queries over one store. All methods are synchronous; call them in a thread
     (``await db.call(db.get_run, run_id)``) unless they are indexed point reads."""
 
-    def __init__(self, store: SqliteStore) -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
 
     @property
@@ -150,14 +148,14 @@ class SmithersDb:
         """The whole run row (snake_case), or None."""
         return self.store.read(lambda c: runs.run_row(c, run_id))
 
-    def node_summary(self, conn: sqlite3.Connection, run_id: str) -> dict[str, int]:
+    def node_summary(self, conn: Connection, run_id: str) -> dict[str, int]:
         """How many of the run's nodes are in each state."""
         return nodes.node_summary(conn, run_id)
 
     def get_run(self, run_id: str) -> dict[str, Any] | None:
         """The whole run row (camelCase) plus ``summary`` and ``runState``."""
 
-        def q(c: sqlite3.Connection) -> dict[str, Any] | None:
+        def q(c: Connection) -> dict[str, Any] | None:
             run = runs.run_row(c, run_id)
             if run is None:
                 return None
@@ -202,7 +200,7 @@ class SmithersDb:
     ) -> dict[str, Any] | None:
         """One attempt row (camelCase), or None."""
 
-        def q(c: sqlite3.Connection) -> dict[str, Any] | None:
+        def q(c: Connection) -> dict[str, Any] | None:
             r = nodes.attempt_row(c, run_id, node_id, iteration, attempt)
             return camel_row(r) if r is not None else None
 
@@ -219,7 +217,7 @@ class SmithersDb:
     def get_frame(self, run_id: str, frame_no: int | None = None) -> dict[str, Any] | None:
         """Frame ``frame_no`` (the newest when None) as a camelCase row, or None."""
 
-        def q(c: sqlite3.Connection) -> dict[str, Any] | None:
+        def q(c: Connection) -> dict[str, Any] | None:
             r = frames.frame_row(c, run_id, frame_no)
             return camel_row(r) if r is not None else None
 
@@ -235,7 +233,7 @@ class SmithersDb:
         raw ``payloadJson`` and ``schemaJson``, or None) and ``attempt`` (the newest attempt
         of ``iteration``, or None)."""
 
-        def q(c: sqlite3.Connection) -> dict[str, Any]:
+        def q(c: Connection) -> dict[str, Any]:
             out = nodes.output_row(c, run_id, node_id, iteration)
             attempts = nodes.attempt_rows(c, run_id, node_id, iteration)
             return {
@@ -281,7 +279,7 @@ class SmithersDb:
         """Events with ``seq > after_seq`` in seq order (only node ``node_id``'s when given):
         ``{runId, seq, timestampMs, type, payloadJson}``."""
 
-        def q(c: sqlite3.Connection) -> list[dict[str, Any]]:
+        def q(c: Connection) -> list[dict[str, Any]]:
             rows = (
                 events.event_rows(c, run_id, after_seq, limit)
                 if node_id is None
@@ -309,7 +307,7 @@ class SmithersDb:
         """``listRunTokenUsage`` items: the run's ``TokenUsageReported`` events in seq order,
         missing fields as ``"unknown"`` (names) or 0 (counts)."""
 
-        def q(c: sqlite3.Connection) -> list[dict[str, Any]]:
+        def q(c: Connection) -> list[dict[str, Any]]:
             rows = c.execute(
                 "SELECT timestamp_ms, payload_json FROM _smithers_events WHERE run_id = ?"
                 " AND type = 'TokenUsageReported' ORDER BY seq LIMIT ?",

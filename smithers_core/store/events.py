@@ -7,9 +7,10 @@ key or the rowid.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from typing import Any
+
+from smithers_core.store.conn import Connection, Row
 
 
 def node_event(key: tuple[str, int], **fields: Any) -> dict[str, Any]:
@@ -17,7 +18,7 @@ def node_event(key: tuple[str, int], **fields: Any) -> dict[str, Any]:
     return {"nodeId": key[0], "iteration": key[1], **fields}
 
 
-def last_event_seq(conn: sqlite3.Connection, run_id: str) -> int:
+def last_event_seq(conn: Connection, run_id: str) -> int:
     """The run's newest seq, -1 before its first event."""
     row = conn.execute(
         "SELECT COALESCE(MAX(seq), -1) FROM _smithers_events WHERE run_id = ?", (run_id,)
@@ -25,9 +26,7 @@ def last_event_seq(conn: sqlite3.Connection, run_id: str) -> int:
     return int(row[0])
 
 
-def event_rows(
-    conn: sqlite3.Connection, run_id: str, after_seq: int, limit: int
-) -> Iterator[sqlite3.Row]:
+def event_rows(conn: Connection, run_id: str, after_seq: int, limit: int) -> Iterator[Row]:
     """The run's events with ``seq > after_seq`` in seq order, at most ``limit``:
     rows of ``(seq, type, timestamp_ms, payload_json)``, read as the caller iterates."""
     return iter(
@@ -40,8 +39,8 @@ def event_rows(
 
 
 def node_event_rows(
-    conn: sqlite3.Connection, run_id: str, node_id: str, after_seq: int, limit: int
-) -> Iterator[sqlite3.Row]:
+    conn: Connection, run_id: str, node_id: str, after_seq: int, limit: int
+) -> Iterator[Row]:
     """:func:`event_rows` of the events about node ``node_id`` (their ``nodeId`` field)."""
     return iter(
         conn.execute(
@@ -53,7 +52,7 @@ def node_event_rows(
     )
 
 
-def newest_missing_event_seq(conn: sqlite3.Connection, run_id: str, lo: int, hi: int) -> int | None:
+def newest_missing_event_seq(conn: Connection, run_id: str, lo: int, hi: int) -> int | None:
     """The newest seq in ``[lo, hi]`` that has no event row, or None when none is missing.
 
     One indexed count first; the rows are scanned (newest first) only when some are missing.
@@ -76,12 +75,12 @@ def newest_missing_event_seq(conn: sqlite3.Connection, run_id: str, lo: int, hi:
     return expected
 
 
-def last_event_rowid(conn: sqlite3.Connection) -> int:
+def last_event_rowid(conn: Connection) -> int:
     """The rowid of the newest event of any run (0 when there is none)."""
     return int(conn.execute("SELECT COALESCE(MAX(rowid), 0) FROM _smithers_events").fetchone()[0])
 
 
-def rows_after_rowid(conn: sqlite3.Connection, after_rowid: int, limit: int) -> list[sqlite3.Row]:
+def rows_after_rowid(conn: Connection, after_rowid: int, limit: int) -> list[Row]:
     """Events of every run committed after ``after_rowid``, in commit order, at most
     ``limit``: rows of ``(rowid, run_id, seq, type, payload_json)``."""
     return conn.execute(

@@ -6,15 +6,15 @@ A frame is committed only when the render's hash changed; each commit emits
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 from smithers_core import jsonutil
+from smithers_core.store.base import Tx
+from smithers_core.store.conn import Connection, Row
 from smithers_core.store.events import last_event_seq
 from smithers_core.store.nodes import attempt_rows, node_states, run_outputs
 from smithers_core.store.runs import run_row
 from smithers_core.store.signals import signal_rows
-from smithers_core.store.sqlite import Tx
 
 
 def commit_frame(
@@ -54,7 +54,7 @@ def commit_frame(
     return frame_no
 
 
-def latest_frame_hash(conn: sqlite3.Connection, run_id: str) -> tuple[int, str] | None:
+def latest_frame_hash(conn: Connection, run_id: str) -> tuple[int, str] | None:
     """``(frame_no, xml_hash)`` of the run's newest frame, or None before the first."""
     row = conn.execute(
         "SELECT frame_no, xml_hash FROM _smithers_frames WHERE run_id = ?"
@@ -65,8 +65,8 @@ def latest_frame_hash(conn: sqlite3.Connection, run_id: str) -> tuple[int, str] 
 
 
 def frame_rows(
-    conn: sqlite3.Connection, run_id: str, limit: int, after_frame_no: int | None = None
-) -> list[sqlite3.Row]:
+    conn: Connection, run_id: str, limit: int, after_frame_no: int | None = None
+) -> list[Row]:
     """The run's frames numbered above ``after_frame_no``, newest first, at most ``limit``."""
     return conn.execute(
         "SELECT * FROM _smithers_frames WHERE run_id = ? AND frame_no > ?"
@@ -75,12 +75,10 @@ def frame_rows(
     ).fetchall()
 
 
-def frame_row(
-    conn: sqlite3.Connection, run_id: str, frame_no: int | None = None
-) -> sqlite3.Row | None:
+def frame_row(conn: Connection, run_id: str, frame_no: int | None = None) -> Row | None:
     """Frame ``frame_no`` of the run (its newest when None), or None."""
     if frame_no is None:
-        row: sqlite3.Row | None = conn.execute(
+        row: Row | None = conn.execute(
             "SELECT * FROM _smithers_frames WHERE run_id = ? ORDER BY frame_no DESC LIMIT 1",
             (run_id,),
         ).fetchone()
@@ -95,18 +93,18 @@ def frame_row(
 # -- DevTools reads (issue 19): each one read, in one snapshot of the store -----------------------
 
 
-def frame_commit_seq(conn: sqlite3.Connection, run_id: str, frame_no: int) -> int | None:
+def frame_commit_seq(conn: Connection, run_id: str, frame_no: int) -> int | None:
     """The db seq of the newest ``FrameCommitted`` event of frame ``frame_no``, or None."""
     row = conn.execute(
         "SELECT MAX(seq) FROM _smithers_events WHERE run_id = ? AND type = 'FrameCommitted'"
-        " AND json_extract(payload_json, '$.frameNo') = ?",
+        " AND CAST(json_extract(payload_json, '$.frameNo') AS INTEGER) = ?",
         (run_id, frame_no),
     ).fetchone()
     return None if row is None or row[0] is None else int(row[0])
 
 
 def devtools_read(
-    conn: sqlite3.Connection, run_id: str, frame_no: int | None = None
+    conn: Connection, run_id: str, frame_no: int | None = None
 ) -> dict[str, Any] | None:
     """What a DevTools snapshot reads of a run, or None without such a run: ``status``,
     ``latestFrameNo`` (0 before the first frame), ``frameNo`` and ``xmlJson`` of frame
@@ -131,7 +129,7 @@ def devtools_read(
     }
 
 
-def run_facts(conn: sqlite3.Connection, run_id: str) -> dict[str, Any] | None:
+def run_facts(conn: Connection, run_id: str) -> dict[str, Any] | None:
     """What ``whatHappened`` and ``runs.diff`` read of a run, or None without such a run:
     the run row, ``nodes`` (``listNodeStates`` rows), ``attempts`` (start order),
     ``approvals`` and ``signals`` (rows as dicts) and ``outputs`` (``(node_id, iteration,

@@ -3,11 +3,11 @@ is done."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from smithers_core.store.sqlite import Tx
+from smithers_core.store.base import Tx
+from smithers_core.store.conn import Connection
 
 
 @dataclass(slots=True)
@@ -18,7 +18,7 @@ class LoopState:
     done: bool = False
 
 
-def loop_states(conn: sqlite3.Connection, run_id: str) -> dict[str, LoopState]:
+def loop_states(conn: Connection, run_id: str) -> dict[str, LoopState]:
     """The progress of every loop the run mounted, by loop id."""
     return {
         r["ralph_id"]: LoopState(int(r["iteration"]), bool(r["done"]))

@@ -8,13 +8,13 @@ inside a change). Which state follows which is the engine's decision; these only
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Collection
 from typing import Any
 
 from smithers_core import jsonutil
+from smithers_core.store.base import Tx
+from smithers_core.store.conn import Connection, Row
 from smithers_core.store.events import node_event
-from smithers_core.store.sqlite import Tx
 
 Key = tuple[str, int]
 
@@ -57,7 +57,7 @@ def set_node(
     )
 
 
-def node_state(conn: sqlite3.Connection, run_id: str, node_id: str, iteration: int) -> str | None:
+def node_state(conn: Connection, run_id: str, node_id: str, iteration: int) -> str | None:
     """The node's state, or None when it was never mounted."""
     row = conn.execute(
         "SELECT state FROM _smithers_nodes WHERE run_id = ? AND node_id = ? AND iteration = ?",
@@ -66,7 +66,7 @@ def node_state(conn: sqlite3.Connection, run_id: str, node_id: str, iteration: i
     return None if row is None else str(row[0])
 
 
-def node_summary(conn: sqlite3.Connection, run_id: str) -> dict[str, int]:
+def node_summary(conn: Connection, run_id: str) -> dict[str, int]:
     """How many of the run's nodes are in each state, by state name."""
     return {
         r[0]: r[1]
@@ -78,7 +78,7 @@ def node_summary(conn: sqlite3.Connection, run_id: str) -> dict[str, int]:
     }
 
 
-def node_rows(conn: sqlite3.Connection, run_id: str) -> list[sqlite3.Row]:
+def node_rows(conn: Connection, run_id: str) -> list[Row]:
     """The run's node rows, least recently updated first."""
     return conn.execute(
         "SELECT * FROM _smithers_nodes WHERE run_id = ? ORDER BY updated_at_ms, node_id, iteration",
@@ -86,7 +86,7 @@ def node_rows(conn: sqlite3.Connection, run_id: str) -> list[sqlite3.Row]:
     ).fetchall()
 
 
-def node_states(conn: sqlite3.Connection, run_id: str) -> list[dict[str, Any]]:
+def node_states(conn: Connection, run_id: str) -> list[dict[str, Any]]:
     """The run's nodes with the times of their last attempt, least recently updated first:
     ``{nodeId, iteration, state, lastAttempt, updatedAtMs, label, startedAtMs,
     finishedAtMs}`` (the gateway's ``listNodeStates``)."""
@@ -194,7 +194,7 @@ def heartbeat_attempt(tx: Tx, run_id: str, key: Key, attempt: int, data_json: st
     return bool(cur.rowcount)
 
 
-def attempt_state(conn: sqlite3.Connection, run_id: str, key: Key, attempt: int) -> str | None:
+def attempt_state(conn: Connection, run_id: str, key: Key, attempt: int) -> str | None:
     """The attempt's state, or None when there is no such attempt."""
     row = conn.execute(
         "SELECT state FROM _smithers_attempts WHERE run_id = ? AND node_id = ?"
@@ -204,7 +204,7 @@ def attempt_state(conn: sqlite3.Connection, run_id: str, key: Key, attempt: int)
     return None if row is None else str(row[0])
 
 
-def failed_attempt_count(conn: sqlite3.Connection, run_id: str, key: Key) -> int:
+def failed_attempt_count(conn: Connection, run_id: str, key: Key) -> int:
     """How many attempts of node ``key`` failed."""
     row = conn.execute(
         "SELECT COUNT(*) FROM _smithers_attempts WHERE run_id = ? AND node_id = ?"
@@ -214,7 +214,7 @@ def failed_attempt_count(conn: sqlite3.Connection, run_id: str, key: Key) -> int
     return int(row[0])
 
 
-def last_attempt_number(conn: sqlite3.Connection, run_id: str, key: Key) -> int:
+def last_attempt_number(conn: Connection, run_id: str, key: Key) -> int:
     """The highest attempt number of node ``key`` (0 before its first attempt)."""
     row = conn.execute(
         "SELECT COALESCE(MAX(attempt), 0) FROM _smithers_attempts WHERE run_id = ?"
@@ -224,9 +224,7 @@ def last_attempt_number(conn: sqlite3.Connection, run_id: str, key: Key) -> int:
     return int(row[0])
 
 
-def attempts_in_states(
-    conn: sqlite3.Connection, run_id: str, states: Collection[str]
-) -> list[sqlite3.Row]:
+def attempts_in_states(conn: Connection, run_id: str, states: Collection[str]) -> list[Row]:
     """The run's attempts in one of ``states``, oldest start first:
     rows of ``(node_id, iteration, attempt, state, meta_json)``."""
     marks = ", ".join("?" for _ in states)
@@ -238,8 +236,8 @@ def attempts_in_states(
 
 
 def attempt_rows(
-    conn: sqlite3.Connection, run_id: str, node_id: str | None = None, iteration: int | None = None
-) -> list[sqlite3.Row]:
+    conn: Connection, run_id: str, node_id: str | None = None, iteration: int | None = None
+) -> list[Row]:
     """The run's attempts in start order; with ``node_id``, that node's (optionally only
     ``iteration``), newest attempt first."""
     if node_id is None:
@@ -256,10 +254,10 @@ def attempt_rows(
 
 
 def attempt_row(
-    conn: sqlite3.Connection, run_id: str, node_id: str, iteration: int, attempt: int
-) -> sqlite3.Row | None:
+    conn: Connection, run_id: str, node_id: str, iteration: int, attempt: int
+) -> Row | None:
     """One attempt row, or None."""
-    row: sqlite3.Row | None = conn.execute(
+    row: Row | None = conn.execute(
         "SELECT * FROM _smithers_attempts WHERE run_id = ? AND node_id = ?"
         " AND iteration = ? AND attempt = ?",
         (run_id, node_id, iteration, attempt),
@@ -329,13 +327,13 @@ def finish_with_output(
     tx.emit(run_id, "NodeFinished", **node_event(key, attempt=attempt))
 
 
-def output_payload(conn: sqlite3.Connection, run_id: str, node_id: str, iteration: int) -> Any:
+def output_payload(conn: Connection, run_id: str, node_id: str, iteration: int) -> Any:
     """A node's output payload, or None."""
     row = output_row(conn, run_id, node_id, iteration)
     return None if row is None else jsonutil.loads(row["payload_json"])
 
 
-def node_iterations(conn: sqlite3.Connection, run_id: str, node_id: str) -> list[sqlite3.Row]:
+def node_iterations(conn: Connection, run_id: str, node_id: str) -> list[Row]:
     """Every iteration's row of one node, lowest iteration first (``getNodeOutput``)."""
     return conn.execute(
         "SELECT iteration, state, last_attempt, output_table FROM _smithers_nodes"
@@ -344,11 +342,9 @@ def node_iterations(conn: sqlite3.Connection, run_id: str, node_id: str) -> list
     ).fetchall()
 
 
-def output_row(
-    conn: sqlite3.Connection, run_id: str, node_id: str, iteration: int
-) -> sqlite3.Row | None:
+def output_row(conn: Connection, run_id: str, node_id: str, iteration: int) -> Row | None:
     """A node's output row (``output_table``, ``payload_json``, ``schema_json``), or None."""
-    row: sqlite3.Row | None = conn.execute(
+    row: Row | None = conn.execute(
         "SELECT output_table, payload_json, schema_json FROM _smithers_outputs"
         " WHERE run_id = ? AND node_id = ? AND iteration = ?",
         (run_id, node_id, iteration),
@@ -356,7 +352,7 @@ def output_row(
     return row
 
 
-def run_outputs(conn: sqlite3.Connection, run_id: str, limit: int) -> list[sqlite3.Row]:
+def run_outputs(conn: Connection, run_id: str, limit: int) -> list[Row]:
     """The run's output rows in the order they were first written, at most ``limit``."""
     return conn.execute(
         "SELECT node_id, iteration, output_table, payload_json FROM _smithers_outputs"
@@ -370,24 +366,25 @@ def run_outputs(conn: sqlite3.Connection, run_id: str, limit: int) -> list[sqlit
 NODE_END_EVENTS = ("NodeFinished", "NodeFailed", "NodeCancelled", "NodeSkipped")
 
 
-def node_end_seq(conn: sqlite3.Connection, run_id: str, key: Key) -> int | None:
+def node_end_seq(conn: Connection, run_id: str, key: Key) -> int | None:
     """The seq of the last event that ended node ``key`` (finished, failed, cancelled or
     skipped), or None when it never ended."""
     row = conn.execute(
         "SELECT MAX(seq) FROM _smithers_events WHERE run_id = ? AND type IN (?, ?, ?, ?)"
         " AND json_extract(payload_json, '$.nodeId') = ?"
-        " AND COALESCE(json_extract(payload_json, '$.iteration'), 0) = ?",
+        " AND COALESCE(CAST(json_extract(payload_json, '$.iteration') AS INTEGER), 0) = ?",
         (run_id, *NODE_END_EVENTS, key[0], key[1]),
     ).fetchone()
     return None if row is None or row[0] is None else int(row[0])
 
 
-def nodes_started_after(conn: sqlite3.Connection, run_id: str, seq: int) -> list[Key]:
+def nodes_started_after(conn: Connection, run_id: str, seq: int) -> list[Key]:
     """Nodes with a ``NodeStarted`` event after ``seq``, in the order they first started."""
     out: dict[Key, None] = {}
     for r in conn.execute(
         "SELECT json_extract(payload_json, '$.nodeId'),"
-        " COALESCE(json_extract(payload_json, '$.iteration'), 0) FROM _smithers_events"
+        " COALESCE(CAST(json_extract(payload_json, '$.iteration') AS INTEGER), 0)"
+        " FROM _smithers_events"
         " WHERE run_id = ? AND seq > ? AND type = 'NodeStarted' ORDER BY seq",
         (run_id, seq),
     ):
@@ -396,7 +393,7 @@ def nodes_started_after(conn: sqlite3.Connection, run_id: str, seq: int) -> list
     return list(out)
 
 
-def last_attempt_kind(conn: sqlite3.Connection, run_id: str, key: Key) -> str | None:
+def last_attempt_kind(conn: Connection, run_id: str, key: Key) -> str | None:
     """The ``kind`` in the metadata of node ``key``'s last attempt (None without attempts)."""
     row = conn.execute(
         "SELECT json_extract(meta_json, '$.kind') FROM _smithers_attempts WHERE run_id = ?"

@@ -29,15 +29,15 @@ process that died into ``partial``.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from smithers_core import jsonutil
 from smithers_core.errors import SmithersError
+from smithers_core.store.base import Tx
+from smithers_core.store.conn import Connection
 from smithers_core.store.events import node_event
-from smithers_core.store.sqlite import Tx
 
 Key = tuple[str, int]
 
@@ -73,10 +73,10 @@ def write_audit(
     owner_id: str | None = None,
 ) -> int:
     """Insert one audit row; returns its id."""
-    cur = tx.execute(
+    row = tx.one(
         "INSERT INTO _smithers_time_travel_audit (run_id, from_frame_no, to_frame_no, caller,"
         " timestamp_ms, result, duration_ms, error_code, owner_id)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         (
             run_id,
             from_frame_no,
@@ -89,7 +89,7 @@ def write_audit(
             owner_id,
         ),
     )
-    return int(cur.lastrowid or 0)
+    return int(row[0]) if row is not None else 0
 
 
 def finish_audit(
@@ -103,7 +103,7 @@ def finish_audit(
     )
 
 
-def audit_rows(conn: sqlite3.Connection, run_id: str | None = None) -> list[dict[str, Any]]:
+def audit_rows(conn: Connection, run_id: str | None = None) -> list[dict[str, Any]]:
     """Audit rows (of one run, or all), oldest first."""
     rows = conn.execute(
         "SELECT * FROM _smithers_time_travel_audit WHERE (? IS NULL OR run_id = ?) ORDER BY id",
@@ -112,7 +112,7 @@ def audit_rows(conn: sqlite3.Connection, run_id: str | None = None) -> list[dict
     return [dict(r) for r in rows]
 
 
-def latest_frame_no(conn: sqlite3.Connection, run_id: str) -> int:
+def latest_frame_no(conn: Connection, run_id: str) -> int:
     """The run's newest frame number (0 before its first frame)."""
     row = conn.execute(
         "SELECT COALESCE(MAX(frame_no), 0) FROM _smithers_frames WHERE run_id = ?", (run_id,)
@@ -242,7 +242,7 @@ class Jumped:
     unmounted_nodes: list[Key] = field(default_factory=list)
 
 
-def _cut(conn: sqlite3.Connection, run_id: str, frame_no: int) -> tuple[int, int]:
+def _cut(conn: Connection, run_id: str, frame_no: int) -> tuple[int, int]:
     """``(created_at_ms, seq of its FrameCommitted)`` of frame ``frame_no``; ``(-1, -1)`` for
     frame 0 (the start of the run)."""
     if frame_no == 0:
@@ -257,7 +257,7 @@ def _cut(conn: sqlite3.Connection, run_id: str, frame_no: int) -> tuple[int, int
         )
     seq = conn.execute(
         "SELECT MAX(seq) FROM _smithers_events WHERE run_id = ? AND type = 'FrameCommitted'"
-        " AND json_extract(payload_json, '$.frameNo') = ?",
+        " AND CAST(json_extract(payload_json, '$.frameNo') AS INTEGER) = ?",
         (run_id, frame_no),
     ).fetchone()
     # without its event (never the case for this engine's frames) ties count as after
@@ -265,7 +265,7 @@ def _cut(conn: sqlite3.Connection, run_id: str, frame_no: int) -> tuple[int, int
 
 
 def _keys_of_events(
-    conn: sqlite3.Connection,
+    conn: Connection,
     run_id: str,
     after_seq: int,
     types: tuple[str, ...],
@@ -277,7 +277,8 @@ def _keys_of_events(
     out: dict[tuple[str, int, int | None], int] = {}
     for r in conn.execute(
         "SELECT seq, json_extract(payload_json, '$.nodeId'),"
-        " json_extract(payload_json, '$.iteration'), json_extract(payload_json, '$.attempt')"
+        " CAST(json_extract(payload_json, '$.iteration') AS INTEGER),"
+        " CAST(json_extract(payload_json, '$.attempt') AS INTEGER)"
         f" FROM _smithers_events WHERE run_id = ? AND seq > ? AND type IN ({marks})"
         " AND (? IS NULL OR timestamp_ms = ?)",
         (run_id, after_seq, *types, at_ms, at_ms),
@@ -288,7 +289,7 @@ def _keys_of_events(
     return out
 
 
-def _frame_loops(conn: sqlite3.Connection, run_id: str, frame_no: int) -> dict[str, int]:
+def _frame_loops(conn: Connection, run_id: str, frame_no: int) -> dict[str, int]:
     """Loop id -> the iteration frame ``frame_no`` shows it in."""
     row = conn.execute(
         "SELECT xml_json FROM _smithers_frames WHERE run_id = ? AND frame_no = ?",

@@ -8,14 +8,14 @@ statements here only carry them as ``WHERE`` conditions.
 
 from __future__ import annotations
 
-import sqlite3
 import uuid
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from smithers_core import jsonutil
-from smithers_core.store.sqlite import Tx
+from smithers_core.store.base import Tx
+from smithers_core.store.conn import Connection, Row
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,19 +35,19 @@ class CancelAttribution:
 # -- reads ------------------------------------------------------------------------------------
 
 
-def run_row(conn: sqlite3.Connection, run_id: str) -> dict[str, Any] | None:
+def run_row(conn: Connection, run_id: str) -> dict[str, Any] | None:
     """The whole run row, or None."""
     row = conn.execute("SELECT * FROM _smithers_runs WHERE run_id = ?", (run_id,)).fetchone()
     return dict(row) if row is not None else None
 
 
-def run_status(conn: sqlite3.Connection, run_id: str) -> str | None:
+def run_status(conn: Connection, run_id: str) -> str | None:
     """The run's status, or None when there is no such run."""
     row = conn.execute("SELECT status FROM _smithers_runs WHERE run_id = ?", (run_id,)).fetchone()
     return None if row is None else str(row[0])
 
 
-def run_owner(conn: sqlite3.Connection, run_id: str) -> tuple[str | None, str] | None:
+def run_owner(conn: Connection, run_id: str) -> tuple[str | None, str] | None:
     """``(runtime_owner_id, status)`` of the run, or None when there is no such run."""
     row = conn.execute(
         "SELECT runtime_owner_id, status FROM _smithers_runs WHERE run_id = ?", (run_id,)
@@ -55,7 +55,7 @@ def run_owner(conn: sqlite3.Connection, run_id: str) -> tuple[str | None, str] |
     return None if row is None else (row[0], row[1])
 
 
-def run_input(conn: sqlite3.Connection, run_id: str) -> Any:
+def run_input(conn: Connection, run_id: str) -> Any:
     """The run's stored (validated) input payload, or None."""
     row = conn.execute(
         "SELECT payload_json FROM _smithers_input WHERE run_id = ?", (run_id,)
@@ -64,7 +64,7 @@ def run_input(conn: sqlite3.Connection, run_id: str) -> Any:
 
 
 def iter_runs(
-    conn: sqlite3.Connection,
+    conn: Connection,
     *,
     status: str | None = None,
     statuses: Collection[str] | None = None,
@@ -96,7 +96,7 @@ def iter_runs(
         yield dict(row)
 
 
-def owned_runs(conn: sqlite3.Connection, *, owner_id: str) -> list[sqlite3.Row]:
+def owned_runs(conn: Connection, *, owner_id: str) -> list[Row]:
     """``(run_id, cancel_requested_at_ms, inbox_seq)`` of every run ``owner_id`` holds."""
     return conn.execute(
         "SELECT run_id, cancel_requested_at_ms, inbox_seq FROM _smithers_runs"
@@ -105,7 +105,7 @@ def owned_runs(conn: sqlite3.Connection, *, owner_id: str) -> list[sqlite3.Row]:
     ).fetchall()
 
 
-def due_run_ids(conn: sqlite3.Connection, now_ms: int) -> list[str]:
+def due_run_ids(conn: Connection, now_ms: int) -> list[str]:
     """Parked runs whose wake time has come, and running runs nobody owns."""
     return [
         r[0]
@@ -119,9 +119,7 @@ def due_run_ids(conn: sqlite3.Connection, now_ms: int) -> list[str]:
     ]
 
 
-def stale_running_runs(
-    conn: sqlite3.Connection, stale_before_ms: int, hostname: str
-) -> list[sqlite3.Row]:
+def stale_running_runs(conn: Connection, stale_before_ms: int, hostname: str) -> list[Row]:
     """``(run_id, runtime_owner_id, heartbeat_at_ms)`` of running runs that may be orphaned:
     no owner or heartbeat, a heartbeat older than ``stale_before_ms``, or an owner on
     ``hostname`` (whose process may be gone). Oldest heartbeat first."""
@@ -320,7 +318,7 @@ def reopen_for_retry(tx: Tx, run_id: str) -> None:
     )
 
 
-def descendant_runs(conn: sqlite3.Connection, run_id: str, limit: int) -> list[dict[str, Any]]:
+def descendant_runs(conn: Connection, run_id: str, limit: int) -> list[dict[str, Any]]:
     """Runs whose ``parent_run_id`` chain leads to ``run_id`` (not the run itself), newest
     first, at most ``limit``. ``UNION`` drops repeats, so a cyclic chain still ends."""
     sql = (

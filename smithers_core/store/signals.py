@@ -6,11 +6,11 @@ Each run numbers its signals from 0 (``seq``). Writes take the writer's
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 from smithers_core import jsonutil
-from smithers_core.store.sqlite import Tx
+from smithers_core.store.base import Tx
+from smithers_core.store.conn import Connection, Row
 
 
 def receive_signal(
@@ -68,7 +68,7 @@ def reject_signal(
     )
 
 
-def signal_rows(conn: sqlite3.Connection, run_id: str) -> list[sqlite3.Row]:
+def signal_rows(conn: Connection, run_id: str) -> list[Row]:
     """Every signal the run received, in seq order."""
     return conn.execute(
         "SELECT * FROM _smithers_signals WHERE run_id = ? ORDER BY seq", (run_id,)

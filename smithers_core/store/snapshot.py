@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
 from smithers_core import jsonutil
+from smithers_core.store.conn import Connection
 from smithers_core.store.frames import latest_frame_hash
 from smithers_core.store.loops import LoopState, loop_states
 from smithers_core.store.runs import run_row
@@ -45,7 +45,7 @@ class RunState:
         return sum(1 for a in self.attempts.get(key, ()) if a["state"] == "failed")
 
 
-def load_run_state(conn: sqlite3.Connection, run_id: str) -> RunState | None:
+def load_run_state(conn: Connection, run_id: str) -> RunState | None:
     """The run's state, or None when there is no such run."""
     run = run_row(conn, run_id)
     if run is None:

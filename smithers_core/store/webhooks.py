@@ -8,11 +8,11 @@ arrive. A delivery whose handling fails is forgotten again, so the sender's retr
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 from smithers_core import jsonutil
-from smithers_core.store.sqlite import Tx
+from smithers_core.store.base import Tx
+from smithers_core.store.conn import Connection
 
 TERMINAL = ("finished", "failed", "cancelled", "continued")
 
@@ -24,8 +24,8 @@ def claim_delivery(tx: Tx, key: str, delivery_id: str, now_ms: int, retention_ms
         (now_ms - retention_ms,),
     )
     cur = tx.execute(
-        "INSERT OR IGNORE INTO _smithers_webhook_deliveries (webhook_key, delivery_id,"
-        " received_at_ms) VALUES (?, ?, ?)",
+        "INSERT INTO _smithers_webhook_deliveries (webhook_key, delivery_id,"
+        " received_at_ms) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
         (key, delivery_id, now_ms),
     )
     return cur.rowcount == 1
@@ -40,7 +40,7 @@ def forget_delivery(tx: Tx, key: str, delivery_id: str) -> None:
 
 
 def runs_awaiting(
-    conn: sqlite3.Connection,
+    conn: Connection,
     signal_name: str,
     correlation_id: str | None,
     run_id: str | None = None,

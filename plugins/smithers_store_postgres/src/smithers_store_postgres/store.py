@@ -1,0 +1,283 @@
+"""The PostgreSQL store driver: several gateway replicas on one database.
+
+Semantics are SQLite's (:mod:`smithers_core.store.base`): one writer thread per process with
+group commit, and every write transaction takes one transaction-level advisory lock, so writers
+of all replicas take turns exactly as SQLite's ``BEGIN IMMEDIATE`` makes them. That keeps each
+run's event seqs contiguous, makes claims (runs, cron windows, webhook deliveries, approvals,
+signals) exactly-once, and numbers events in commit order, so the event tail never skips one.
+A transaction that wrote events sends ``NOTIFY`` (delivered at commit); a listener thread on
+each replica wakes its event readers, and their polling stays as the fallback. Reads use a
+psycopg connection pool, each in one ``REPEATABLE READ READ ONLY`` snapshot.
+
+URL: ``postgresql://user:password@host:port/dbname`` with libpq's parameters, plus Smithers'
+own: ``schema`` (created when missing; the tables live there), ``pool_min``, ``pool_max``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import psycopg
+from psycopg import sql
+from psycopg_pool import ConnectionPool
+
+from smithers_core.errors import SmithersError
+from smithers_core.store.base import OpenMode, Store, Tx
+from smithers_core.store.conn import Connection
+from smithers_core.store.schema import MIGRATIONS, SCHEMA_VERSION
+from smithers_store_postgres.dialect import translate_migration
+from smithers_store_postgres.rows import PgConnection, configure
+
+log = logging.getLogger("smithers.store.postgres")
+T = TypeVar("T")
+
+LOCK_CLASS = 0x536D7468  # "Smth": the advisory lock's first key; the second is the schema's hash
+OWN_PARAMS = ("schema", "pool_min", "pool_max")
+BEGIN_LOCKED = f"BEGIN; SELECT pg_advisory_xact_lock({LOCK_CLASS}, hashtext(current_schema()))"
+"""Every write transaction of every replica takes this lock first: writers take turns."""
+
+
+def parse_url(url: str) -> tuple[str, dict[str, str]]:
+    """``(libpq URL, Smithers' own parameters)``; ``postgres://`` and ``postgresql+x://``
+    become ``postgresql://``."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    own = {k: v for k, v in query if k in OWN_PARAMS}
+    rest = [(k, v) for k, v in query if k not in OWN_PARAMS]
+    clean = urlunsplit(("postgresql", parts.netloc, parts.path, urlencode(rest), parts.fragment))
+    return clean, own
+
+
+def redact(url: str) -> str:
+    """The URL without its password."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host += f":{parts.port}"
+    netloc = f"{parts.username or ''}:***@{host}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+class PostgresStore(Store):
+    """A PostgreSQL database shared by every replica (``smithers.stores`` driver)."""
+
+    scheme = "postgresql"
+    notifies_commits = True
+    db_errors = (psycopg.Error,)
+
+    def __init__(self, url: str, *, base_dir: Path | None = None, **_: Any) -> None:
+        super().__init__(url)
+        self.conninfo, own = parse_url(url)
+        self.schema = own.get("schema") or None
+        self.pool_min = int(own.get("pool_min") or 1)
+        self.pool_max = max(self.pool_min, int(own.get("pool_max") or 16))
+        self.writer_id = uuid.uuid4().hex
+        self.channel = "smithers_commits"
+        self._pool: ConnectionPool[Any] | None = None
+        self._listener: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._notify_commit: str | None = None
+
+    @property
+    def describe(self) -> str:
+        return redact(self.url)
+
+    # -- connections ------------------------------------------------------------------------
+    def _kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"autocommit": True}
+        if self.schema:
+            kwargs["options"] = f"-c search_path={self.schema}"
+        return kwargs
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        try:
+            conn = psycopg.connect(self.conninfo, **self._kwargs())
+        except psycopg.Error as exc:
+            raise SmithersError(
+                "STORE_UNAVAILABLE", f"Cannot connect to {self.describe}: {exc}".strip()
+            ) from exc
+        configure(conn)
+        return conn
+
+    def _ensure_schema(self, conn: psycopg.Connection[Any]) -> None:
+        if self.schema:
+            conn.execute(
+                sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema))
+            )
+        row = conn.execute("SELECT current_schema()").fetchone()
+        current = row[0] if row else None
+        if not current:
+            raise SmithersError(
+                "STORE_UNAVAILABLE", f"{self.describe}: no schema on the search path to use"
+            )
+        self.schema = str(current)
+        self.channel = f"smithers_commits:{self.schema}"[:63]
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def open(self, mode: OpenMode = "rwc") -> PostgresStore:
+        """Connect, create the schema and migrate (``rwc``), start the writer, the pool and the
+        commit listener. ``rw`` and ``ro`` need an existing store (``STORE_NOT_FOUND``); ``ro``
+        starts no writer."""
+        self.mode = mode
+        conn = self._connect()
+        try:
+            if mode == "rwc":
+                self._ensure_schema(conn)
+                self._migrate(PgConnection(conn), [translate_migration(m) for m in MIGRATIONS])
+            else:
+                self._check_existing(conn)
+                if mode == "rw":
+                    self._migrate(PgConnection(conn), [translate_migration(m) for m in MIGRATIONS])
+        except BaseException:
+            conn.close()
+            raise
+        self._pool = ConnectionPool(
+            self.conninfo,
+            min_size=self.pool_min,
+            max_size=self.pool_max,
+            kwargs=self._kwargs(),
+            configure=configure,
+            open=True,
+            name="smithers-readers",
+        )
+        if mode == "ro":
+            conn.close()
+        else:
+            self._start_writer(PgConnection(conn), "postgres")
+        self._listener = threading.Thread(
+            target=self._listen, name="smithers-pg-listen", daemon=True
+        )
+        self._listener.start()
+        return self
+
+    def _check_existing(self, conn: psycopg.Connection[Any]) -> None:
+        missing = SmithersError(
+            "STORE_NOT_FOUND", f"no database at {self.describe}", {"url": self.describe}
+        )
+        try:
+            self._ensure_schema_exists(conn)
+            rows = conn.execute("SELECT key, value FROM _smithers_meta").fetchall()
+        except (psycopg.Error, SmithersError) as exc:
+            raise missing from exc
+        meta = {r[0]: r[1] for r in rows}
+        if "schema_version" not in meta:
+            raise missing
+        if self.mode == "ro" and int(meta["schema_version"]) != SCHEMA_VERSION:
+            raise self.schema_mismatch(int(meta["schema_version"]))
+        self.epoch = str(meta.get("epoch") or "")
+
+    def _ensure_schema_exists(self, conn: psycopg.Connection[Any]) -> None:
+        row = conn.execute("SELECT current_schema()").fetchone()
+        if not row or not row[0]:
+            raise SmithersError("STORE_NOT_FOUND", "no schema")
+        self.schema = str(row[0])
+        self.channel = f"smithers_commits:{self.schema}"[:63]
+
+    def _close_connections(self) -> None:
+        self._stopping.set()
+        if self._listener is not None:
+            self._listener.join(timeout=5)
+        if self._writer_conn is not None:
+            self._writer_conn.raw.close()
+        if self._pool is not None:
+            self._pool.close(timeout=5)
+
+    # -- writes -----------------------------------------------------------------------------
+    def _begin(self, conn: Any) -> None:
+        # one round trip (no parameters: the simple protocol takes both statements)
+        conn.raw.execute(BEGIN_LOCKED)
+
+    def _commit(self, conn: Any, tx: Tx) -> None:
+        if not tx.events:
+            conn.raw.execute("COMMIT")
+            return
+        if self._notify_commit is None:
+            self._notify_commit = (
+                sql.SQL("NOTIFY {}, {}; COMMIT")
+                .format(sql.Identifier(self.channel), sql.Literal(self.writer_id))
+                .as_string(conn.raw)
+            )
+        conn.raw.execute(self._notify_commit)  # delivered at commit, to every replica
+
+    def _write_failed(self, conn: Any, exc: BaseException) -> Any:
+        if not conn.raw.closed and not conn.raw.broken:
+            return conn
+        log.warning("store connection lost (%s); reconnecting", exc)
+        try:
+            return PgConnection(self._connect())
+        except SmithersError:
+            return conn
+
+    # -- reads ------------------------------------------------------------------------------
+    def read(self, fn: Callable[[Connection], T]) -> T:
+        """Run ``fn(conn)`` on a pooled connection in one read-only snapshot."""
+        if self._pool is None:
+            raise SmithersError("STORE_CLOSED", "The store is closed")
+        try:
+            return self._read_once(self._pool, fn)
+        except psycopg.OperationalError:
+            # a pooled connection the server dropped (a restart, a failover, an idle timeout):
+            # the pool discards it and checks the idle ones; a read has no side effects, so it
+            # is tried once more
+            self._pool.check()
+            return self._read_once(self._pool, fn)
+
+    @staticmethod
+    def _read_once(pool: ConnectionPool[Any], fn: Callable[[Connection], T]) -> T:
+        # pipeline mode: BEGIN travels with the first query, one round trip for both
+        with pool.connection() as raw, raw.pipeline():
+            raw.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            try:
+                return fn(PgConnection(raw))
+            finally:
+                if not raw.broken:
+                    raw.execute("COMMIT")
+
+    # -- other replicas' commits ------------------------------------------------------------
+    def _listen(self) -> None:
+        """LISTEN on the store's channel and wake readers for every other writer's commit;
+        reconnects (with a growing pause) when the connection drops."""
+        pause = 0.1
+        while not self._stopping.is_set():
+            try:
+                with psycopg.connect(self.conninfo, **self._kwargs()) as conn:
+                    conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+                    pause = 0.1
+                    self._foreign_committed()  # catch up on what committed while away
+                    while not self._stopping.is_set():
+                        foreign = False
+                        for note in conn.notifies(timeout=0.5):
+                            if note.payload != self.writer_id:
+                                foreign = True
+                            break
+                        if foreign:
+                            self._foreign_committed()
+            except psycopg.Error as exc:
+                if self._stopping.is_set():
+                    return
+                log.warning("commit listener lost its connection (%s); retrying", exc)
+                self._stopping.wait(pause)
+                pause = min(pause * 2, 5.0)
+
+
+def wait_ready(url: str, timeout_s: float = 30.0) -> None:
+    """Wait until the server at ``url`` accepts connections (deploy scripts, tests)."""
+    conninfo, _ = parse_url(url)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            psycopg.connect(conninfo, connect_timeout=2).close()
+            return
+        except psycopg.Error:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
