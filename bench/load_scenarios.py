@@ -26,6 +26,24 @@ from bench.servers import TOKEN
 # --------------------------------------------------------------------------- 4. throughput
 
 
+def _phase_rows(engine: dict[int, Any], suffix: str) -> list[dict[str, Any]]:
+    """The engine-only phases: p50 with one run in flight, and (as p99) with 32."""
+    rows = []
+    one, many = engine[1]["phasesP50Ms"], engine[32]["phasesP50Ms"]
+    for name in sorted(one, key=one.__getitem__):
+        rows.append(
+            row(
+                f"  engine: launch -> {name} p50 ms (1 / 32 in flight{suffix})",
+                one[name],
+                None,
+                unit="ms",
+                higher=False,
+            )
+        )
+        rows[-1]["p99"] = (many.get(name, float("nan")), None)
+    return rows
+
+
 def _gateway_passes(
     db: str | None, reps: int, n: int, nprof: int = 0, prof_path: Path | None = None
 ) -> tuple[list[dict[str, Any]], list[dict[str, float]], dict[str, Any] | None]:
@@ -131,18 +149,7 @@ def _postgres_throughput(reps: int, n: int) -> tuple[list[dict[str, Any]], dict[
         )
     )
     rows[-1]["p99"] = (engine[32]["loopCpuMsPerRun"], None)
-    one, many = engine[1]["phasesP50Ms"], engine[32]["phasesP50Ms"]
-    for name in sorted(one, key=one.__getitem__):
-        rows.append(
-            row(
-                f"  engine: launch -> {name} p50 ms (1 / 32 in flight, {lab})",
-                one[name],
-                None,
-                unit="ms",
-                higher=False,
-            )
-        )
-        rows[-1]["p99"] = (many.get(name, float("nan")), None)
+    rows += _phase_rows(engine, f", {lab}")
     for r in rows:
         r["store"] = "postgres"
     return rows, {"runs": results, "threadCpuS": cpu, "engineBreakdown": engine}
@@ -222,18 +229,7 @@ def throughput(quick: bool) -> dict[str, Any]:
         )
     )
     rows[-1]["p99"] = (engine[32]["loopCpuMsPerRun"], None)
-    one, many = engine[1]["phasesP50Ms"], engine[32]["phasesP50Ms"]
-    for name in sorted(one, key=one.__getitem__):
-        rows.append(
-            row(
-                f"  engine: launch -> {name} p50 ms (1 / 32 in flight)",
-                one[name],
-                None,
-                unit="ms",
-                higher=False,
-            )
-        )
-        rows[-1]["p99"] = (many.get(name, float("nan")), None)
+    rows += _phase_rows(engine, "")
     for r in rows:
         r["store"] = "sqlite"
     notes, pg = [], {}

@@ -66,6 +66,16 @@ BOTH_STORES = {
     "test_serve_app",
     "test_serve_abort",
     "test_replicas",
+    "test_bad_input",
+    "test_gateway_fuzz",
+    "test_input_validation",
+    "test_run_tool_limits",
+    "test_signal_wait_models",
+    "test_ws_protocol",
+    "test_wire_compat",
+    "test_http_rpc_inline",
+    "test_openapi_server",
+    "test_openapi_rest",
 }
 """The engine, server and gateway suites: each of their tests runs on SQLite and on
 PostgreSQL (``[sqlite]`` / ``[postgres]``), unless marked ``sqlite_only`` (a test of SQLite

@@ -22,6 +22,7 @@ from smithers_core.gateway import Gateway
 from smithers_core.hosts.serve import create_serve_app
 from smithers_core.runtime import Runtime
 from smithers_core.workflow.loader import load_workflow
+from tests import stores
 from tests.engine_helpers import engine_options
 from tests.fixtures.server.helpers import copy_workflows, server
 from tests.gateway_helpers import OP_TOKEN, TOKENS, WsClient, http, make_gateway, running, ws_client
@@ -336,7 +337,7 @@ async def test_run_ids_on_start_server(tmp_path: Path, caplog: pytest.LogCapture
 async def test_serve_app_refuses_a_bad_run_id(tmp_path: Path) -> None:
     paths = copy_workflows(tmp_path)
     workflow = load_workflow(paths["fast"])
-    async with Runtime("sqlite:///s.db", base_dir=tmp_path, options=engine_options()) as rt:
+    async with Runtime(stores.url("s.db"), base_dir=tmp_path, options=engine_options()) as rt:
         for bad in ("../x", "a/b", "r" * 129):
             with pytest.raises(SmithersError) as info:
                 create_serve_app(workflow, rt, bad)
@@ -372,7 +373,7 @@ async def served(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
     paths = copy_workflows(tmp_path)
     workflow = load_workflow(paths["signal"])
     async with (
-        Runtime("sqlite:///s.db", base_dir=tmp_path, options=engine_options()) as rt,
+        Runtime(stores.url("s.db"), base_dir=tmp_path, options=engine_options()) as rt,
         anyio.create_task_group() as tg,
     ):
         run_id = (await rt.service.launch(workflow, {}))["runId"]

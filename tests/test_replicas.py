@@ -63,6 +63,10 @@ key = "chatty"
 path = "wf.py:chatty"
 
 [[workflows]]
+key = "signalled"
+path = "wf.py:signalled"
+
+[[workflows]]
 key = "hook"
 path = "wf.py:hook"
 webhook = { secret_env = "REPLICA_WEBHOOK_SECRET", scheme = "github" }
@@ -211,7 +215,7 @@ async def test_launch_on_a_stream_and_approve_on_b_finishes_once(tmp_path: Path)
             assert rest[-1][2]["status"] == "finished"
             seqs = [e[0] for e in seen + rest]
             assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "no gap, no duplicate"
-            # a second decision, on A, changes nothing
+            # a later decision, on A, changes nothing
             r = await ca.post(
                 "/v1/rpc/submitApproval",
                 json={"runId": run_id, "nodeId": "approve", "approved": False},
@@ -342,3 +346,101 @@ async def test_events_of_a_run_on_a_reach_a_client_on_b_within_50_ms(tmp_path: P
     # each line is the task's wall clock when it logged it (A commits it within milliseconds)
     delays = [received - float(payload["output"]) for _, _, payload, received in ticks]
     assert statistics.median(delays) < 50, delays
+
+
+async def decide_at_once(
+    run_id: str, deciders: dict[str, tuple[httpx.AsyncClient, bool]]
+) -> dict[str, httpx.Response]:
+    """Every client decides the run's approval at the same moment."""
+    answers: dict[str, httpx.Response] = {}
+
+    async def decide(name: str, c: httpx.AsyncClient, approved: bool) -> None:
+        answers[name] = await c.post(
+            "/v1/rpc/submitApproval",
+            json={"runId": run_id, "nodeId": "approve", "approved": approved},
+        )
+
+    async with anyio.create_task_group() as tg:
+        for name, (c, approved) in deciders.items():
+            tg.start_soon(decide, name, c, approved)
+    return answers
+
+
+async def test_simultaneous_decisions_on_a_and_b_apply_once(tmp_path: Path) -> None:
+    with two_replicas(tmp_path) as (a, b, token):
+        async with client(a, token) as ca, client(b, token) as cb:
+            outcomes: list[str] = []
+            for _ in range(3):
+                run_id = (await call(ca, "launchRun", {"workflow": "gated"}))["runId"]
+                await wait_status(cb, run_id, "waiting-approval")
+                answers = await decide_at_once(run_id, {"a": (ca, True), "b": (cb, False)})
+                won = [k for k, r in answers.items() if r.json()["ok"] is True]
+                assert len(won) == 1, {k: r.json() for k, r in answers.items()}
+                run = await wait_status(ca, run_id, "finished", "failed")
+                # the winner's decision is the one applied
+                assert run["status"] == ("finished" if won == ["a"] else "failed")
+                events = [e["type"] for e in persisted(tmp_path, run_id)]
+                assert events.count("ApprovalGranted") + events.count("ApprovalDenied") == 1
+                outcomes.append(run["status"])
+    assert marks(tmp_path).count("build") == 3
+    assert marks(tmp_path).count("ship") == outcomes.count("finished")
+
+
+async def test_a_signal_sent_to_b_reaches_the_run_on_a_once(tmp_path: Path) -> None:
+    with two_replicas(tmp_path) as (a, b, token):
+        async with client(a, token) as ca, client(b, token) as cb:
+            run_id = (await call(ca, "launchRun", {"workflow": "signalled"}))["runId"]
+            await wait_status(cb, run_id, "waiting-event")
+            sent = await call(
+                cb, "submitSignal", {"runId": run_id, "signalName": "go", "payload": {"n": 7}}
+            )
+            assert sent is not None
+            await wait_status(ca, run_id, "finished")
+            output = await call(cb, "getNodeOutput", {"runId": run_id, "nodeId": "go"})
+            assert output["row"] == {"n": 7}
+    events = [e["type"] for e in persisted(tmp_path, run_id)]
+    assert events.count("SignalReceived") == 1 and events.count("RunFinished") == 1
+    assert marks(tmp_path) == ["before", "after"]
+
+
+async def test_the_change_stream_on_b_reports_runs_launched_on_a(tmp_path: Path) -> None:
+    with two_replicas(tmp_path) as (a, b, token):
+        async with (
+            client(a, token) as ca,
+            client(b, token) as cb,
+            cb.stream("GET", "/v1/api/stream", timeout=20) as response,
+        ):
+            assert response.status_code == 200
+            lines = response.aiter_lines()
+            with anyio.fail_after(10):  # the first heartbeat: the stream is subscribed
+                while not (await lines.__anext__()).startswith("event: heartbeat"):
+                    pass
+            # nothing else happens: the changes that follow are those of A's run
+            await call(ca, "launchRun", {"workflow": "gated"})
+            with anyio.fail_after(10):
+                while True:
+                    line = await lines.__anext__()
+                    if line.startswith("data:") and "collections" in line:
+                        assert {"runs", "run_events"} <= set(json.loads(line[5:])["collections"])
+                        break
+
+
+async def test_a_stopping_replica_hands_its_runs_over_at_once(tmp_path: Path) -> None:
+    """SIGTERM releases the lease: B resumes the run without waiting for it to go stale."""
+    with two_replicas(tmp_path) as (a, b, token):
+        async with client(a, token) as ca, client(b, token) as cb:
+            run_id = (await call(ca, "launchRun", {"workflow": "crashy"}))["runId"]
+            with anyio.fail_after(20):
+                while not (tmp_path / "b-started").exists():
+                    a.child.check_running()
+                    await anyio.sleep(0.02)
+            assert a.child.stop(signal.SIGTERM, timeout=20) == 0
+            stopped = time.monotonic()
+            run = await wait_status(cb, run_id, "finished", timeout=20)
+            assert time.monotonic() - stopped < STALE_MS / 1000 * 0.75
+            assert run["status"] == "finished"
+    events = persisted(tmp_path, run_id)
+    kinds = [(e["type"], e.get("nodeId"), e.get("reason")) for e in events]
+    assert ("NodeCancelled", "b", "shutdown") in kinds
+    assert "RunCancelled" not in [k[0] for k in kinds]
+    assert marks(tmp_path) == ["a", "b1", "b2", "c"]

@@ -85,6 +85,13 @@ def audit(tmp_path: Path, run_id: str) -> list[tuple[Any, ...]]:
     )
 
 
+@pytest.fixture(autouse=True)
+def fresh_counts() -> None:
+    """Task counters and gates start afresh in each test (run ids repeat on each store's leg)."""
+    rw.COUNTS.clear()
+    rw.GATES.clear()
+
+
 def counts(run_id: str) -> tuple[int, int, int]:
     return tuple(rw.COUNTS[f"{run_id}:{n}"] for n in "abc")  # type: ignore[return-value]
 

@@ -175,3 +175,36 @@ async def test_lost_connections_come_back(tmp_path: Path) -> None:
     finally:
         theirs.close()
         ours.close()
+
+
+@pytest.mark.postgres_only
+def test_a_version_1_store_is_migrated_and_keeps_its_runs(tmp_path: Path) -> None:
+    url = stores.url("old.db")
+    schema = url.rsplit("schema=", 1)[1]
+    with psycopg.connect(stores.PG_URL, autocommit=True, options=f"-c search_path={schema}") as c:
+        c.execute(f'CREATE SCHEMA "{schema}"')
+        c.execute("CREATE TABLE _smithers_meta (key TEXT PRIMARY KEY, value TEXT)")
+        for statement in translate_migration(MIGRATIONS[0]).split(";"):
+            if statement.strip():
+                c.execute(statement)
+        c.execute("INSERT INTO _smithers_meta VALUES ('schema_version', '1'), ('epoch', 'e-1')")
+        c.execute(
+            "INSERT INTO _smithers_runs (run_id, workflow_name, status, created_at_ms)"
+            " VALUES ('old-run', 'wf', 'finished', 1)"
+        )
+    store = open_store(url)
+    try:
+        from smithers_core.store.db import SmithersDb
+
+        assert store.epoch == "e-1"
+        run = SmithersDb(store).get_run("old-run")
+        assert run is not None and run["status"] == "finished"
+        assert run["pauseRequestedAtMs"] is None and run["cancelRequestId"] is None
+        version = store.read(
+            lambda c: c.execute(
+                "SELECT value FROM _smithers_meta WHERE key = 'schema_version'"
+            ).fetchone()
+        )
+        assert version[0] == str(len(MIGRATIONS))
+    finally:
+        store.close()

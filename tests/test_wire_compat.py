@@ -141,6 +141,7 @@ async def test_a_configured_workspace_root_is_shown(tmp_path: Path) -> None:
         assert identity["workspaceRoot"] == str(root.resolve())
 
 
+@pytest.mark.sqlite_only  # the PostgreSQL twin: tests/test_store_postgres.py
 def test_a_version_1_store_gains_the_new_columns(tmp_path: Path) -> None:
     """An existing database keeps its runs; their new fields read as null."""
     db = tmp_path / "old.db"
