@@ -11,11 +11,12 @@ import anyio
 import psycopg
 import pytest
 from smithers_store_postgres.dialect import translate, translate_migration
-from smithers_store_postgres.store import PostgresStore, parse_url, redact
+from smithers_store_postgres.store import PostgresStore, parse_url
 
 from smithers_core.errors import SmithersError
 from smithers_core.eventhub import EventHub
 from smithers_core.store import open_store
+from smithers_core.store import redact_url as redact
 from smithers_core.store.schema import MIGRATIONS
 from tests import stores
 
@@ -208,3 +209,20 @@ def test_a_version_1_store_is_migrated_and_keeps_its_runs(tmp_path: Path) -> Non
         assert version[0] == str(len(MIGRATIONS))
     finally:
         store.close()
+
+
+@pytest.mark.postgres_only
+def test_smithers_up_never_prints_the_password(tmp_path: Path) -> None:
+    """Its banner and its resume hints name the store with the password masked."""
+    import shutil
+
+    from tests.conftest import REPO_ROOT
+    from tests.processes import SMITHERS, run
+
+    shutil.copy(REPO_ROOT / "examples" / "deploy.py", tmp_path / "deploy.py")
+    url = stores.url("up.db").replace("postgresql://smithers@", "postgresql://smithers:s3cret@")
+    assert "s3cret" in url  # the test cluster trusts loopback: the password is not checked
+    done = run([*SMITHERS, "up", "deploy.py", "--db", url], cwd=tmp_path, timeout=60)
+    out = done.stdout + done.stderr
+    assert "smithers runs approve" in out, out
+    assert "s3cret" not in out and "smithers:***@127.0.0.1" in out

@@ -34,6 +34,7 @@ from smithers_core.errors import SmithersError, sole_error
 from smithers_core.http import loop as serving_loop
 from smithers_core.http.binding import check_port_free
 from smithers_core.runtime import Runtime
+from smithers_core.store import redact_url
 from smithers_core.workflow.definition import Workflow
 from smithers_core.workflow.loader import load_workflow
 from smithers_core.workflow.models import RunAuth
@@ -91,7 +92,8 @@ PROGRESS_LINES: dict[str, ProgressLine] = {
 
 
 def _db_flag(url: str) -> str:
-    return f" --db {shlex.quote(url)}"
+    """`` --db URL`` for a printed command (a password in the URL is masked)."""
+    return f" --db {shlex.quote(redact_url(url))}"
 
 
 async def describe_parked(rt: Runtime, run_id: str, db_url: str, out: TextIO) -> None:
@@ -202,7 +204,7 @@ async def run_up(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             )
             run_id = res["runId"]
             after_seq = -1
-        print(f"run {run_id} ({workflow.name}) db {db_url}", file=out, flush=True)
+        print(f"run {run_id} ({workflow.name}) db {redact_url(db_url)}", file=out, flush=True)
         if getattr(args, "serve", False):
             await serve_forever(rt, run_id, after_seq)
             return

@@ -211,8 +211,9 @@ class RunDriver:
     async def _read_state(self) -> RunState | None:
         """The run's snapshot. A small run is read inline on the loop (D13: a few indexed
         point reads, ~60-150 us, cost less than a thread hop and the GIL convoy it causes
-        under load); a large one in a worker thread so the loop is never blocked for long."""
-        if self._state_rows <= INLINE_STATE_ROWS:
+        under load); a large one, or any over a network store, in a worker thread so the loop
+        is never blocked for long."""
+        if self.store.inline_reads and self._state_rows <= INLINE_STATE_ROWS:
             st = self.store.read(lambda c: load_run_state(c, self.run_id))
         else:
             st = await self.store.aread(lambda c: load_run_state(c, self.run_id))

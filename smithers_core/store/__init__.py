@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from smithers_core.errors import SmithersError
 from smithers_core.store.base import OpenMode, Store
@@ -14,6 +15,18 @@ from smithers_core.store.sqlite import SqliteStore
 STORE_GROUP = "smithers.stores"
 DEFAULT_DB_URL = "sqlite:///smithers.db"
 DB_ENV = "SMITHERS_DB"
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its password (``user:***@host``), for messages and printed hints."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host += f":{parts.port}"
+    netloc = f"{parts.username or ''}:***@{host}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 def default_db_url() -> str:
@@ -65,5 +78,6 @@ __all__ = [
     "Store",
     "default_db_url",
     "open_store",
+    "redact_url",
     "url_scheme",
 ]

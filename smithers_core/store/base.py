@@ -113,6 +113,9 @@ class Store:
     scheme = ""
     notifies_commits = False
     """True when the driver learns of other processes' commits (:meth:`on_foreign_commit`)."""
+    inline_reads = True
+    """True when a few indexed point reads cost less than a thread hop (an embedded database):
+    callers may then read on the event loop. False when each query is a network round trip."""
 
     def __init__(self, url: str) -> None:
         self.url = url

@@ -54,13 +54,15 @@ def commit_frame(
     return frame_no
 
 
+LATEST_FRAME_SQL = (
+    "SELECT frame_no, xml_hash FROM _smithers_frames WHERE run_id = ?"
+    " ORDER BY frame_no DESC LIMIT 1"
+)
+
+
 def latest_frame_hash(conn: Connection, run_id: str) -> tuple[int, str] | None:
     """``(frame_no, xml_hash)`` of the run's newest frame, or None before the first."""
-    row = conn.execute(
-        "SELECT frame_no, xml_hash FROM _smithers_frames WHERE run_id = ?"
-        " ORDER BY frame_no DESC LIMIT 1",
-        (run_id,),
-    ).fetchone()
+    row = conn.execute(LATEST_FRAME_SQL, (run_id,)).fetchone()
     return None if row is None else (int(row[0]), str(row[1]))
 
 

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from smithers_core.store.base import Tx
-from smithers_core.store.conn import Connection
+from smithers_core.store.conn import Connection, Row
 
 
 @dataclass(slots=True)
@@ -18,14 +18,17 @@ class LoopState:
     done: bool = False
 
 
+LOOPS_SQL = "SELECT ralph_id, iteration, done FROM _smithers_ralph WHERE run_id = ?"
+
+
+def loop_states_of(rows: Iterable[Row]) -> dict[str, LoopState]:
+    """Rows of :data:`LOOPS_SQL` by loop id."""
+    return {r["ralph_id"]: LoopState(int(r["iteration"]), bool(r["done"])) for r in rows}
+
+
 def loop_states(conn: Connection, run_id: str) -> dict[str, LoopState]:
     """The progress of every loop the run mounted, by loop id."""
-    return {
-        r["ralph_id"]: LoopState(int(r["iteration"]), bool(r["done"]))
-        for r in conn.execute(
-            "SELECT ralph_id, iteration, done FROM _smithers_ralph WHERE run_id = ?", (run_id,)
-        )
-    }
+    return loop_states_of(conn.execute(LOOPS_SQL, (run_id,)))
 
 
 def start_loops(tx: Tx, run_id: str, loop_ids: Iterable[str]) -> None:

@@ -7,9 +7,8 @@ from typing import Any
 
 from smithers_core import jsonutil
 from smithers_core.store.conn import Connection
-from smithers_core.store.frames import latest_frame_hash
-from smithers_core.store.loops import LoopState, loop_states
-from smithers_core.store.runs import run_row
+from smithers_core.store.frames import LATEST_FRAME_SQL
+from smithers_core.store.loops import LOOPS_SQL, LoopState, loop_states_of
 
 Key = tuple[str, int]
 
@@ -45,35 +44,44 @@ class RunState:
         return sum(1 for a in self.attempts.get(key, ()) if a["state"] == "failed")
 
 
+SNAPSHOT_SQL = (
+    "SELECT * FROM _smithers_runs WHERE run_id = ?",
+    "SELECT * FROM _smithers_nodes WHERE run_id = ?",
+    "SELECT * FROM _smithers_attempts WHERE run_id = ? ORDER BY node_id, iteration, attempt",
+    "SELECT node_id, iteration, payload_json FROM _smithers_outputs WHERE run_id = ?",
+    "SELECT * FROM _smithers_approvals WHERE run_id = ?",
+    "SELECT * FROM _smithers_signals WHERE run_id = ? AND consumed_at_ms IS NULL"
+    " AND rejected_at_ms IS NULL ORDER BY seq",
+    LOOPS_SQL,
+    LATEST_FRAME_SQL,
+)
+
+
 def load_run_state(conn: Connection, run_id: str) -> RunState | None:
-    """The run's state, or None when there is no such run."""
-    run = run_row(conn, run_id)
+    """The run's state, or None when there is no such run.
+
+    Every query is sent before any result is read: a driver that pipelines them (PostgreSQL)
+    makes one round trip for all.
+    """
+    cursors = [conn.execute(sql, (run_id,)) for sql in SNAPSHOT_SQL]
+    runs, nodes, attempts, outputs, approvals, signals, loops, frames = cursors
+    run = runs.fetchone()
     if run is None:
         return None
-    st = RunState(run=run)
-    for r in conn.execute("SELECT * FROM _smithers_nodes WHERE run_id = ?", (run_id,)):
+    st = RunState(run=dict(run))
+    for r in nodes:
         st.nodes[(r["node_id"], r["iteration"])] = dict(r)
-    for r in conn.execute(
-        "SELECT * FROM _smithers_attempts WHERE run_id = ? ORDER BY node_id, iteration, attempt",
-        (run_id,),
-    ):
+    for r in attempts:
         d = dict(r)
         d["meta"] = jsonutil.loads(d.get("meta_json")) or {}
         st.attempts.setdefault((r["node_id"], r["iteration"]), []).append(d)
-    for r in conn.execute(
-        "SELECT node_id, iteration, payload_json FROM _smithers_outputs WHERE run_id = ?", (run_id,)
-    ):
+    for r in outputs:
         st.outputs[(r["node_id"], r["iteration"])] = jsonutil.loads(r["payload_json"])
-    for r in conn.execute("SELECT * FROM _smithers_approvals WHERE run_id = ?", (run_id,)):
+    for r in approvals:
         st.approvals[(r["node_id"], r["iteration"])] = dict(r)
-    for r in conn.execute(
-        "SELECT * FROM _smithers_signals WHERE run_id = ? AND consumed_at_ms IS NULL"
-        " AND rejected_at_ms IS NULL ORDER BY seq",
-        (run_id,),
-    ):
-        st.signals.append(dict(r))
-    st.loops = loop_states(conn, run_id)
-    frame = latest_frame_hash(conn, run_id)
+    st.signals.extend(dict(r) for r in signals)
+    st.loops = loop_states_of(loops)
+    frame = frames.fetchone()
     if frame is not None:
-        st.last_frame_no, st.last_frame_hash = frame
+        st.last_frame_no, st.last_frame_hash = int(frame[0]), str(frame[1])
     return st

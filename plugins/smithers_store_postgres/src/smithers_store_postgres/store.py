@@ -29,6 +29,7 @@ from psycopg import sql
 from psycopg_pool import ConnectionPool
 
 from smithers_core.errors import SmithersError
+from smithers_core.store import redact_url
 from smithers_core.store.base import OpenMode, Store, Tx
 from smithers_core.store.conn import Connection
 from smithers_core.store.schema import MIGRATIONS, SCHEMA_VERSION
@@ -55,23 +56,12 @@ def parse_url(url: str) -> tuple[str, dict[str, str]]:
     return clean, own
 
 
-def redact(url: str) -> str:
-    """The URL without its password."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host += f":{parts.port}"
-    netloc = f"{parts.username or ''}:***@{host}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-
-
 class PostgresStore(Store):
     """A PostgreSQL database shared by every replica (``smithers.stores`` driver)."""
 
     scheme = "postgresql"
     notifies_commits = True
+    inline_reads = False  # every query is a round trip: never on the event loop
     db_errors = (psycopg.Error,)
 
     def __init__(self, url: str, *, base_dir: Path | None = None, **_: Any) -> None:
@@ -89,7 +79,7 @@ class PostgresStore(Store):
 
     @property
     def describe(self) -> str:
-        return redact(self.url)
+        return redact_url(self.url)
 
     # -- connections ------------------------------------------------------------------------
     def _kwargs(self) -> dict[str, Any]:
