@@ -30,6 +30,10 @@ def test_url_parameters_and_redaction() -> None:
     assert redact("postgresql://u@h/db") == "postgresql://u@h/db"
     store = PostgresStore("postgresql://u@h/db?pool_min=3&pool_max=2")
     assert (store.pool_min, store.pool_max) == (3, 3)
+    for bad in ("schema=Bad", "schema=a-b", "schema=1x", "pool_max=0", "pool_min=x", "pool_max=-1"):
+        with pytest.raises(SmithersError) as err:
+            PostgresStore(f"postgresql://u@h/db?{bad}")
+        assert err.value.code == "INVALID_INPUT" and bad.split("=")[0] in err.value.message
 
 
 def test_the_dialect() -> None:

@@ -19,6 +19,7 @@ import logging
 import queue
 import threading
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
@@ -103,7 +104,7 @@ CommitListener = Callable[[list[CommittedEvent]], None]
 Change = tuple[Callable[[Tx], Any], concurrent.futures.Future[Any]]
 
 
-class Store:
+class Store(ABC):
     """A database shared safely by the threads of this process and by other processes.
 
     Drivers (``smithers.stores`` entry points, one per URL scheme) subclass it and provide
@@ -134,17 +135,17 @@ class Store:
         """How messages name this store (a path, or a URL without its password)."""
         return self.url
 
+    @abstractmethod
     def open(self, mode: OpenMode = "rwc") -> Store:
         """Connect, migrate (unless ``mode`` is ``"ro"``) and start the writer."""
-        raise NotImplementedError
 
+    @abstractmethod
     def read(self, fn: Callable[[Connection], T]) -> T:
         """Run ``fn(conn)`` on a read-only connection, in one consistent snapshot."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _begin(self, conn: Any) -> None:
         """Start a write transaction that excludes every other writer of the database."""
-        raise NotImplementedError
 
     def _commit(self, conn: Any, tx: Tx) -> None:
         """Commit the writer's transaction (a driver may notify others of ``tx.events``)."""
@@ -157,6 +158,7 @@ class Store:
     db_errors: tuple[type[BaseException], ...] = ()
     """The driver's database errors (a failed BEGIN or COMMIT)."""
 
+    @abstractmethod
     def _close_connections(self) -> None:
         """Close every connection the driver opened."""
 

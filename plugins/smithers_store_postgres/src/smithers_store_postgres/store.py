@@ -16,6 +16,7 @@ own: ``schema`` (created when missing; the tables live there), ``pool_min``, ``p
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 import uuid
@@ -56,6 +57,21 @@ def parse_url(url: str) -> tuple[str, dict[str, str]]:
     return clean, own
 
 
+SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+def _count(own: dict[str, str], name: str, default: int, *, minimum: int) -> int:
+    raw = own.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or int(raw) < minimum or int(raw) > 1000:
+        raise SmithersError(
+            "INVALID_INPUT",
+            f"Store URL parameter {name}={raw!r}: a whole number from {minimum} to 1000",
+        )
+    return int(raw)
+
+
 class PostgresStore(Store):
     """A PostgreSQL database shared by every replica (``smithers.stores`` driver)."""
 
@@ -68,8 +84,14 @@ class PostgresStore(Store):
         super().__init__(url)
         self.conninfo, own = parse_url(url)
         self.schema = own.get("schema") or None
-        self.pool_min = int(own.get("pool_min") or 1)
-        self.pool_max = max(self.pool_min, int(own.get("pool_max") or 16))
+        if self.schema is not None and not SCHEMA_NAME.fullmatch(self.schema):
+            raise SmithersError(
+                "INVALID_INPUT",
+                f"Store URL parameter schema={self.schema!r}: use lowercase letters, digits and"
+                " _ (at most 63, not starting with a digit)",
+            )
+        self.pool_min = _count(own, "pool_min", 1, minimum=0)
+        self.pool_max = max(self.pool_min, _count(own, "pool_max", 16, minimum=1))
         self.writer_id = uuid.uuid4().hex
         self.channel = "smithers_commits"
         self._pool: ConnectionPool[Any] | None = None
