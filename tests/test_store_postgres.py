@@ -230,3 +230,26 @@ def test_smithers_up_never_prints_the_password(tmp_path: Path) -> None:
     out = done.stdout + done.stderr
     assert "smithers runs approve" in out, out
     assert "s3cret" not in out and "smithers:***@127.0.0.1" in out
+
+
+@pytest.mark.postgres_only
+def test_a_write_that_cannot_take_the_lock_fails_alone(tmp_path: Path) -> None:
+    """BEGIN passes and the advisory lock times out (``lock_timeout`` from the URL's own
+    libpq ``options``): that write fails, and the next one, once the lock is free, commits."""
+    url = stores.url("locked.db") + "&options=-c%20lock_timeout%3D200"
+    store = open_store(url)
+    assert isinstance(store, PostgresStore)
+    try:
+        store.write_sync(lambda tx: tx.emit("r", "RunStarted"))
+        schema = store.schema
+        with psycopg.connect(stores.PG_URL, autocommit=True) as holder:
+            holder.execute("BEGIN")
+            holder.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (0x536D7468, schema))
+            with pytest.raises(SmithersError) as err:
+                store.write_sync(lambda tx: tx.emit("r", "NodeOutput", text="blocked"))
+            assert err.value.code == "STORE_UNAVAILABLE" and "lock" in err.value.message
+            holder.execute("ROLLBACK")
+        store.write_sync(lambda tx: tx.emit("r", "RunFinished"))
+        assert [(e.seq, e.type) for e in store.tail(0)] == [(0, "RunStarted"), (1, "RunFinished")]
+    finally:
+        store.close()

@@ -316,6 +316,10 @@ class Store(ABC):
         try:
             self._begin(conn)
         except self.db_errors as exc:
+            try:  # a transaction half begun (BEGIN passed, the lock failed) must not linger
+                conn.execute("ROLLBACK")
+            except self.db_errors:
+                pass
             self._writer_conn = self._write_failed(conn, exc)
             self._fail(batch, f"Cannot write: {exc}")
             return

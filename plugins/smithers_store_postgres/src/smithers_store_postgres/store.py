@@ -23,10 +23,11 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool
 
 from smithers_core.errors import SmithersError
@@ -50,10 +51,11 @@ def parse_url(url: str) -> tuple[str, dict[str, str]]:
     """``(libpq URL, Smithers' own parameters)``; ``postgres://`` and ``postgresql+x://``
     become ``postgresql://``."""
     parts = urlsplit(url)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    own = {k: v for k, v in query if k in OWN_PARAMS}
-    rest = [(k, v) for k, v in query if k not in OWN_PARAMS]
-    clean = urlunsplit(("postgresql", parts.netloc, parts.path, urlencode(rest), parts.fragment))
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    own = {k: v for k, v in pairs if k in OWN_PARAMS}
+    rest = [(k, v) for k, v in pairs if k not in OWN_PARAMS]
+    query = urlencode(rest, quote_via=quote)  # libpq reads %20, not +, as a space
+    clean = urlunsplit(("postgresql", parts.netloc, parts.path, query, parts.fragment))
     return clean, own
 
 
@@ -106,8 +108,9 @@ class PostgresStore(Store):
     # -- connections ------------------------------------------------------------------------
     def _kwargs(self) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"autocommit": True}
-        if self.schema:
-            kwargs["options"] = f"-c search_path={self.schema}"
+        if self.schema:  # added to the URL's own libpq options, if any
+            given = str(conninfo_to_dict(self.conninfo).get("options") or "")
+            kwargs["options"] = f"{given} -c search_path={self.schema}".strip()
         return kwargs
 
     def _connect(self) -> psycopg.Connection[Any]:
