@@ -104,11 +104,7 @@ def store_kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
         monkeypatch.delenv("SMITHERS_DB", raising=False)
         yield kind
         return
-    if not stores.PG_URL:
-        message = "PostgreSQL suites skipped: SMITHERS_TEST_POSTGRES_URL is not set"
-        if stores.IN_CI:
-            pytest.fail(message + " (CI must run them)")
-        pytest.skip(message)
+    stores.require_postgres()
     stores.begin("postgres")
     monkeypatch.setenv("SMITHERS_DB", stores.url("smithers.db"))
     try:

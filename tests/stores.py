@@ -111,18 +111,23 @@ def abs_url(tmp_path: Path, name: str = "smithers.db") -> str:
     return f"sqlite:///{tmp_path / name}" if _Current.kind == "sqlite" else url(name)
 
 
-def module_url(request: Any, name: str) -> str:
-    """For a fixture parametrized ``["sqlite", "postgres"]`` (wider than one test): the URL
-    of its store ``name`` on ``request.param``'s store (a fresh schema, never dropped: the
-    cluster is thrown away), or a skip when there is no PostgreSQL."""
+def require_postgres() -> None:
+    """Skip the test without a PostgreSQL to run it on; fail instead in CI."""
     import pytest
 
-    if request.param == "sqlite":
-        return f"sqlite:///{name}"
     if not PG_URL:
         message = "PostgreSQL suites skipped: SMITHERS_TEST_POSTGRES_URL is not set"
         if IN_CI:
             pytest.fail(message + " (CI must run them)")
         pytest.skip(message)
+
+
+def module_url(request: Any, name: str) -> str:
+    """For a fixture parametrized ``["sqlite", "postgres"]`` (wider than one test): the URL
+    of its store ``name`` on ``request.param``'s store (a fresh schema, never dropped: the
+    cluster is thrown away), or a skip when there is no PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{name}"
+    require_postgres()
     sep = "&" if "?" in PG_URL else "?"
     return f"{PG_URL}{sep}schema=m{uuid.uuid4().hex[:12]}_{name.replace('.', '_')}"

@@ -123,18 +123,19 @@ class PostgresStore(Store):
         configure(conn)
         return conn
 
-    def _ensure_schema(self, conn: psycopg.Connection[Any]) -> None:
-        if self.schema:
+    def _use_schema(self, conn: psycopg.Connection[Any], *, create: bool) -> None:
+        """Adopt the connection's current schema (made first when ``create``) and its channel;
+        ``STORE_UNAVAILABLE`` when the search path names none that exists."""
+        if create and self.schema:
             conn.execute(
                 sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema))
             )
         row = conn.execute("SELECT current_schema()").fetchone()
-        current = row[0] if row else None
-        if not current:
+        if not row or not row[0]:
             raise SmithersError(
                 "STORE_UNAVAILABLE", f"{self.describe}: no schema on the search path to use"
             )
-        self.schema = str(current)
+        self.schema = str(row[0])
         self.channel = f"smithers_commits:{self.schema}"[:63]
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -146,7 +147,7 @@ class PostgresStore(Store):
         conn = self._connect()
         try:
             if mode == "rwc":
-                self._ensure_schema(conn)
+                self._use_schema(conn, create=True)
                 self._migrate(PgConnection(conn), [translate_migration(m) for m in MIGRATIONS])
             else:
                 self._check_existing(conn)
@@ -179,7 +180,7 @@ class PostgresStore(Store):
             "STORE_NOT_FOUND", f"no database at {self.describe}", {"url": self.describe}
         )
         try:
-            self._ensure_schema_exists(conn)
+            self._use_schema(conn, create=False)
             rows = conn.execute("SELECT key, value FROM _smithers_meta").fetchall()
         except (psycopg.Error, SmithersError) as exc:
             raise missing from exc
@@ -189,13 +190,6 @@ class PostgresStore(Store):
         if self.mode == "ro" and int(meta["schema_version"]) != SCHEMA_VERSION:
             raise self.schema_mismatch(int(meta["schema_version"]))
         self.epoch = str(meta.get("epoch") or "")
-
-    def _ensure_schema_exists(self, conn: psycopg.Connection[Any]) -> None:
-        row = conn.execute("SELECT current_schema()").fetchone()
-        if not row or not row[0]:
-            raise SmithersError("STORE_NOT_FOUND", "no schema")
-        self.schema = str(row[0])
-        self.channel = f"smithers_commits:{self.schema}"[:63]
 
     def _close_connections(self) -> None:
         self._stopping.set()
